@@ -1,0 +1,44 @@
+"""Atomic writes: a file appears whole under its name, or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _temporary(path: Path) -> Path:
+    # Keep the suffix: Keras and NumPy pick the format from it.
+    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+
+
+def write_atomic(path: str | Path, writer) -> Path:
+    """Call ``writer(temporary_path)``, then rename the result to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    try:
+        writer(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table as CSV, atomically."""
+    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> Path:
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+    return write_atomic(path, writer)

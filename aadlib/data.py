@@ -1,0 +1,226 @@
+"""Machine types, the DCASE 2020 Task 2 folder layout, clip tables and audio loading.
+
+Chapter: ``notebooks/01_data_exploration.ipynb``.
+
+The layout, shared by the real development set and the synthetic one::
+
+    <root>/<machine_type>/train/normal_id_01_00000000.wav
+    <root>/<machine_type>/test/normal_id_01_00000000.wav
+    <root>/<machine_type>/test/anomaly_id_01_00000000.wav
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+__all__ = [
+    "MACHINE_TYPES",
+    "DEV_IDS",
+    "SAMPLE_RATE",
+    "AudioError",
+    "DataLayoutError",
+    "clip_filename",
+    "parse_clip_name",
+    "list_clips",
+    "check_machine_type",
+    "load_clip",
+]
+
+#: The six machine types of DCASE 2020 Task 2, in the paper's order.
+MACHINE_TYPES: tuple[str, ...] = ("ToyCar", "ToyConveyor", "fan", "pump", "slider", "valve")
+
+#: Machine IDs of the development set, per type (the IDs of the paper's Table 2).
+DEV_IDS: dict[str, tuple[int, ...]] = {
+    "ToyCar": (1, 2, 3, 4),
+    "ToyConveyor": (1, 2, 3),
+    "fan": (0, 2, 4, 6),
+    "pump": (0, 2, 4, 6),
+    "slider": (0, 2, 4, 6),
+    "valve": (0, 2, 4, 6),
+}
+
+#: Sample rate of every clip in the data set (Hz).
+SAMPLE_RATE = 16_000
+
+SPLITS = ("train", "test")
+LABELS = ("normal", "anomaly")
+_CLIP_NAME = re.compile(r"^(normal|anomaly)_id_(\d{2})_(\d{8})\.wav$")
+TABLE_COLUMNS = ["machine_type", "split", "label", "machine_id", "index", "path"]
+
+
+class AudioError(ValueError):
+    """A clip cannot be used as it is; the message names the file and what to do."""
+
+
+class DataLayoutError(FileNotFoundError):
+    """A data root does not follow the DCASE 2020 Task 2 layout."""
+
+
+def clip_filename(label: str, machine_id: int, index: int) -> str:
+    """File name of a clip in the DCASE layout, e.g. ``normal_id_01_00000042.wav``."""
+    if label not in LABELS:
+        raise ValueError(f"label must be one of {LABELS}, not {label!r}")
+    return f"{label}_id_{int(machine_id):02d}_{int(index):08d}.wav"
+
+
+def parse_clip_name(name: str) -> dict | None:
+    """Parse a clip file name into ``label``, ``machine_id`` and ``index``.
+
+    Returns ``None`` for names that are not clips of the layout (e.g. ``.DS_Store``).
+    """
+    match = _CLIP_NAME.match(Path(name).name)
+    if match is None:
+        return None
+    label, machine_id, index = match.groups()
+    return {"label": label, "machine_id": int(machine_id), "index": int(index)}
+
+
+def list_clips(
+    root: str | Path,
+    machine_type: str | None = None,
+    split: str | None = None,
+) -> pd.DataFrame:
+    """Table of the clips under a data root, one row a clip.
+
+    Columns: ``machine_type``, ``split``, ``label``, ``machine_id``, ``index``, ``path``;
+    rows sorted by type, split, ID, label and index, so the order is stable.
+    Files whose names do not follow the layout are ignored.
+
+    Raises
+    ------
+    DataLayoutError
+        The root, or the requested machine type, does not exist or holds no clip.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataLayoutError(
+            f"data root {root} does not exist. Generate the synthetic set "
+            "(`aadlib synth`) or download the real one (`aadlib download`)."
+        )
+    types = [machine_type] if machine_type else [t for t in MACHINE_TYPES if (root / t).is_dir()]
+    splits = [split] if split else list(SPLITS)
+    rows = []
+    for mtype in types:
+        for spl in splits:
+            folder = root / mtype / spl
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                parsed = parse_clip_name(path.name)
+                if parsed is not None and path.is_file():
+                    rows.append({"machine_type": mtype, "split": spl, **parsed, "path": path})
+    if not rows:
+        where = root / machine_type if machine_type else root
+        raise DataLayoutError(
+            f"no clips found under {where}: expected "
+            "<root>/<machine_type>/{train,test}/{normal,anomaly}_id_XX_NNNNNNNN.wav "
+            f"with machine types among {', '.join(MACHINE_TYPES)}."
+        )
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = table.sort_values(["machine_type", "split", "machine_id", "label", "index"])
+    return table.reset_index(drop=True)
+
+
+def check_machine_type(root: str | Path, machine_type: str) -> pd.DataFrame:
+    """Clip table of one machine type, checked to be usable for training and testing.
+
+    Raises
+    ------
+    DataLayoutError
+        No normal training clip, or no test clip of both labels for scoring.
+    """
+    table = list_clips(root, machine_type)
+    train = table[(table.split == "train") & (table.label == "normal")]
+    if train.empty:
+        raise DataLayoutError(
+            f"{Path(root) / machine_type / 'train'} holds no normal training clip "
+            "(normal_id_XX_NNNNNNNN.wav); an autoencoder needs normal sounds to learn from."
+        )
+    test = table[table.split == "test"]
+    missing = [lab for lab in LABELS if lab not in set(test.label)]
+    if missing:
+        raise DataLayoutError(
+            f"{Path(root) / machine_type / 'test'} has no {' or '.join(missing)} test clip; "
+            "AUC needs both normal and anomalous test clips."
+        )
+    return table
+
+
+def load_clip(
+    path: str | Path,
+    sr: int = SAMPLE_RATE,
+    *,
+    resample: bool = False,
+    mono: str = "refuse",
+) -> np.ndarray:
+    """Load one clip as a 1-D ``float32`` waveform in [-1, 1].
+
+    Parameters
+    ----------
+    path
+        A WAV (or other libsndfile-readable) file.
+    sr
+        The sample rate the features expect.
+    resample
+        What to do with a clip at another rate: refuse with :class:`AudioError`
+        (default, so a mixed data set is noticed) or resample with librosa.
+    mono
+        Several channels: ``"refuse"`` (default), ``"mean"`` (average them) or
+        ``"first"`` (keep channel 0).
+
+    Raises
+    ------
+    AudioError
+        The file is missing, empty, not audio, at the wrong rate, multi-channel,
+        silent, or holds NaN/inf samples. The message names the file and the remedy.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file. Check the data root or re-download the data set.")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: the file is empty (0 bytes). Delete it or re-download the data set.")
+    try:
+        data, file_sr = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(
+            f"{path}: not a readable audio file ({err}). It may be truncated or corrupt: "
+            "delete it and re-download or regenerate the data set."
+        ) from err
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: the file holds no samples. Delete it or re-download the data set.")
+    if data.shape[1] > 1:
+        if mono == "mean":
+            data = data.mean(axis=1, keepdims=True)
+        elif mono == "first":
+            data = data[:, :1]
+        else:
+            raise AudioError(
+                f"{path}: {data.shape[1]} channels, but the method expects mono clips. "
+                "Pass mono='mean' or mono='first' to load_clip to mix down."
+            )
+    y = np.ascontiguousarray(data[:, 0])
+    if not np.all(np.isfinite(y)):
+        raise AudioError(f"{path}: the clip holds NaN or infinite samples; it cannot be scored. Remove it.")
+    if not np.any(y):
+        raise AudioError(
+            f"{path}: the clip is digital silence (all samples zero); its log-mel energy is "
+            "undefined. Remove it from the data set."
+        )
+    if file_sr != sr:
+        if not resample:
+            raise AudioError(
+                f"{path}: sample rate {file_sr} Hz, expected {sr} Hz. Convert the data set, or "
+                "pass resample=True to load_clip to resample on loading."
+            )
+        import librosa
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)
+    return y

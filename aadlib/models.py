@@ -1,0 +1,113 @@
+"""Keras 3 builders for the paper's two autoencoders.
+
+Chapters: ``notebooks/03_dense_autoencoder.ipynb`` and
+``notebooks/04_conv_autoencoder.ipynb``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+__all__ = ["build_dense_ae", "build_cnn_ae", "build_model", "MODEL_KINDS"]
+
+#: The two model kinds of the paper, by the names the CLI and tables use.
+MODEL_KINDS: tuple[str, ...] = ("dense", "cnn")
+
+
+def _dense_block(x, units: int, name: str):
+    x = layers.Dense(units, name=f"{name}_dense")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_dense_ae(
+    input_dim: int = 640,
+    hidden_units: int = 512,
+    n_hidden: int = 4,
+    bottleneck: int = 8,
+    bottleneck_bn_relu: bool = False,
+) -> keras.Model:
+    """The paper's Dense AE (Section 2.3, Fig. 3 top).
+
+    Encoder ``n_hidden`` x [Dense(512), BatchNorm, ReLU], a Dense(8) bottleneck,
+    decoder ``n_hidden`` x [Dense(512), BatchNorm, ReLU] and a linear
+    Dense(``input_dim``) output. ``bottleneck_bn_relu=True`` follows the bottleneck
+    with BatchNorm and ReLU, as the authors' code does.
+    """
+    inputs = keras.Input(shape=(input_dim,), name="frames")
+    x = inputs
+    for i in range(n_hidden):
+        x = _dense_block(x, hidden_units, f"enc{i + 1}")
+    if bottleneck_bn_relu:
+        x = _dense_block(x, bottleneck, "bottleneck")
+    else:
+        x = layers.Dense(bottleneck, name="bottleneck")(x)
+    for i in range(n_hidden):
+        x = _dense_block(x, hidden_units, f"dec{i + 1}")
+    outputs = layers.Dense(input_dim, name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name="dense_ae")
+
+
+# (filters, kernel, strides) of the encoder, Section 2.3.
+CNN_ENCODER = (
+    (32, 5, (1, 2)),
+    (64, 5, (1, 2)),
+    (128, 5, (2, 2)),
+    (256, 3, (2, 2)),
+    (512, 3, (2, 2)),
+)
+# The decoder mirrors it; the last layer maps back to one channel, linearly.
+CNN_DECODER = (
+    (256, 3, (2, 2)),
+    (128, 3, (2, 2)),
+    (64, 5, (2, 2)),
+    (32, 5, (1, 2)),
+)
+
+
+def _conv_block(x, filters, kernel, strides, name, transpose=False):
+    conv = layers.Conv2DTranspose if transpose else layers.Conv2D
+    x = conv(filters, kernel, strides=strides, padding="same", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_cnn_ae(
+    input_shape: tuple[int, int, int] = (32, 128, 1),
+    bottleneck: int = 40,
+) -> keras.Model:
+    """The paper's CNN AE (Section 2.3, Fig. 3 bottom), for 32 x 128 patches.
+
+    Encoder: five Conv2D blocks (32, 64, 128, 256, 512 filters; kernels 5, 5, 5, 3, 3;
+    strides (1,2), (1,2), (2,2), (2,2), (2,2); 'same' padding; BatchNorm and ReLU),
+    reaching 4 x 4 x 512. Bottleneck: Conv2D(40, 4x4, 'valid') flattened to 40 values.
+    Decoder: Dense(4*4*512) reshaped to 4 x 4 x 512, four Conv2DTranspose blocks
+    mirroring the encoder, and a linear Conv2DTranspose(1, 5, (1,2)) back to 32 x 128.
+    """
+    inputs = keras.Input(shape=input_shape, name="patch")
+    x = inputs
+    for i, (filters, kernel, strides) in enumerate(CNN_ENCODER):
+        x = _conv_block(x, filters, kernel, strides, f"enc{i + 1}")
+    encoded_shape = tuple(x.shape[1:])
+    x = layers.Conv2D(bottleneck, encoded_shape[:2], padding="valid", name="bottleneck_conv")(x)
+    x = layers.Flatten(name="latent")(x)
+    x = layers.Dense(
+        encoded_shape[0] * encoded_shape[1] * encoded_shape[2], name="dec_dense"
+    )(x)
+    x = layers.Reshape(encoded_shape, name="dec_reshape")(x)
+    for i, (filters, kernel, strides) in enumerate(CNN_DECODER):
+        x = _conv_block(x, filters, kernel, strides, f"dec{i + 1}", transpose=True)
+    outputs = layers.Conv2DTranspose(
+        input_shape[-1], 5, strides=(1, 2), padding="same", name="reconstruction"
+    )(x)
+    return keras.Model(inputs, outputs, name="cnn_ae")
+
+
+def build_model(kind: str, **kwargs) -> keras.Model:
+    """Build a model by kind name: ``"dense"`` or ``"cnn"``."""
+    if kind == "dense":
+        return build_dense_ae(**kwargs)
+    if kind == "cnn":
+        return build_cnn_ae(**kwargs)
+    raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS}")
