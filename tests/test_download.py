@@ -1,0 +1,474 @@
+"""Tests of aadlib.download against a local HTTP server on 127.0.0.1 (no internet).
+
+The server supports Range requests and can drop a connection after N bytes or ignore
+Range, which is what the resume tests need; the stdlib SimpleHTTPRequestHandler cannot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import socket
+import stat
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from aadlib import download
+from aadlib.data import MACHINE_TYPES, list_clips
+from aadlib.download import (
+    Archive,
+    BadArchiveError,
+    ChecksumError,
+    DiskSpaceError,
+    DownloadError,
+    UnknownMachineTypeError,
+    UnsafeArchiveError,
+    archives_for,
+    download_dcase2020,
+    is_complete,
+    safe_extract,
+)
+
+RESOURCES = Path(download.__file__).parent / "resources"
+DEV_RECORD = 3678171
+N_TRAIN, N_NORMAL, N_ANOMALY = 3, 2, 2
+
+
+# ------------------------------------------------------------------------ test server
+
+
+@dataclass
+class ServerState:
+    """What the server serves, how it misbehaves, and the requests it saw."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    drop_after: int | None = None  # bytes of the body sent before the connection is dropped
+    drops_left: int = 0  # how many responses are dropped that way
+    ignore_range: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class RangeHandler(BaseHTTPRequestHandler):
+    """GET with ``Range: bytes=N-`` support, dropped connections and a Range-ignoring mode."""
+
+    protocol_version = "HTTP/1.0"  # one request per connection: a drop ends just that response
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def do_GET(self) -> None:
+        state: ServerState = self.server.state
+        path, rng = urlsplit(self.path).path, self.headers.get("Range")
+        with state.lock:
+            state.requests.append((path, rng))
+            drop = state.drops_left > 0 and state.drop_after is not None
+            state.drops_left -= int(drop)
+        body = state.files.get(path)
+        if body is None:
+            self.send_error(404)
+            return
+        start, status = 0, 200
+        if rng and not state.ignore_range:
+            start, status = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)), 206
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        payload = body[start:]
+        self.send_response(status)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload[: state.drop_after] if drop else payload)
+        self.wfile.flush()
+
+
+@pytest.fixture
+def server():
+    """A threaded HTTP server on 127.0.0.1 (free port), shut down after the test."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    httpd.daemon_threads = True
+    httpd.state = ServerState()
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    httpd.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+# ----------------------------------------------------------------------- test archives
+
+
+def wav_bytes(seed: int, seconds: float = 0.1, sr: int = 16_000) -> bytes:
+    """A tiny 16 kHz mono WAV of noise (noise, so the zip does not shrink it)."""
+    y = np.random.default_rng(seed).uniform(-0.5, 0.5, int(seconds * sr)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def clip_names(machine_type: str) -> list[str]:
+    names = [f"{machine_type}/train/normal_id_01_{i:08d}.wav" for i in range(N_TRAIN)]
+    names += [f"{machine_type}/test/normal_id_01_{i:08d}.wav" for i in range(N_NORMAL)]
+    names += [f"{machine_type}/test/anomaly_id_01_{i:08d}.wav" for i in range(N_ANOMALY)]
+    return names
+
+
+def make_zip(names: list[str], extra: list[tuple[zipfile.ZipInfo | str, bytes]] = ()) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for seed, name in enumerate(names):
+            zf.writestr(name, wav_bytes(seed))
+        for info, data in extra:
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+@dataclass
+class Setup:
+    root: Path
+    server: ThreadingHTTPServer
+    data: bytes
+
+    @property
+    def state(self) -> ServerState:
+        return self.server.state
+
+    def serve(self, data: bytes, file: str = "dev_data_fan.zip", record: int = DEV_RECORD) -> None:
+        self.state.files[f"/record/{record}/files/{file}"] = data
+
+    def run(self, **kwargs) -> Path:
+        kwargs = {
+            "machine_types": ["fan"],
+            "base_url": self.server.base_url,
+            "progress": False,
+        } | kwargs
+        return download_dcase2020(self.root, **kwargs)
+
+
+def register(monkeypatch, data: bytes, file="dev_data_fan.zip", kind="dev", **fields) -> Archive:
+    """Point the registry entry of ``file`` at a test archive (its real size and md5)."""
+    entry = {
+        "record": DEV_RECORD,
+        "file": file,
+        "size": len(data),
+        "md5": md5(data),
+        "machine_type": "fan",
+        "kind": kind,
+        "train_files": N_TRAIN,
+        "test_files": N_NORMAL + N_ANOMALY,
+    } | fields
+    archive = Archive(**entry)
+    monkeypatch.setitem(download.ARCHIVES, file, archive)
+    return archive
+
+
+@pytest.fixture
+def dcase(tmp_path, server, monkeypatch) -> Setup:
+    """A fan development archive in the real layout, registered and served on 127.0.0.1."""
+    # Small chunks, so a dropped transfer leaves bytes in .part; no waiting between retries.
+    monkeypatch.setattr(download, "CHUNK_SIZE", 1024)
+    monkeypatch.setattr(download, "RETRY_WAIT", 0.0)
+    monkeypatch.delenv(download.BASE_URL_ENV, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # never send test traffic to a proxy
+    data = make_zip(clip_names("fan"))
+    register(monkeypatch, data)
+    setup = Setup(root=tmp_path / "data", server=server, data=data)
+    setup.serve(data)
+    return setup
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Temporary extraction folders left in the root."""
+    return list(root.glob(".aadlib-extract-*")) if root.exists() else []
+
+
+# ---------------------------------------------------------------------------- registry
+
+# table1_dataset_sizes.csv gives 549 test clips for fan ID 02; the archive registry's fan
+# total (1875) implies 459 (100 normal + 359 anomalous, as in MIMII), the other three IDs
+# agreeing: a transposed digit. The test accepts exactly this difference and no other.
+TABLE1_KNOWN_DIFFERENCES = {("fan", "test_files"): (1965, 1875)}
+
+
+def test_registry_has_every_dev_archive_and_matches_table1():
+    table1 = pd.read_csv(RESOURCES / "table1_dataset_sizes.csv")
+    totals = (
+        table1[table1.split == "dev"].groupby("machine_type")[["train_files", "test_files"]].sum()
+    )
+    for archive in archives_for(kind="dev"):
+        assert archive.file == f"dev_data_{archive.machine_type}.zip"
+        assert archive.file in download.ARCHIVES and archive.record == DEV_RECORD
+        assert re.fullmatch(r"[0-9a-f]{32}", archive.md5) and archive.size > 0
+        for column in ("train_files", "test_files"):
+            table_total, count = (
+                int(totals.loc[archive.machine_type, column]),
+                getattr(archive, column),
+            )
+            known = TABLE1_KNOWN_DIFFERENCES.get((archive.machine_type, column))
+            assert count == table_total or known == (table_total, count), (archive.file, column)
+    assert [a.machine_type for a in archives_for()] == list(MACHINE_TYPES)
+    for archive in archives_for(kind="additional_train"):
+        assert archive.record == 3727685 and re.fullmatch(r"[0-9a-f]{32}", archive.md5)
+    for archive in archives_for(kind="eval_test"):
+        assert archive.record == 3841772 and archive.md5 is None and archive.size is None
+
+
+def test_urls_default_env_and_template(monkeypatch):
+    monkeypatch.delenv(download.BASE_URL_ENV, raising=False)
+    fan = download.ARCHIVES["dev_data_fan.zip"]
+    assert fan.url() == "https://zenodo.org/record/3678171/files/dev_data_fan.zip?download=1"
+    monkeypatch.setenv(download.BASE_URL_ENV, "http://127.0.0.1:9/")
+    assert fan.url() == "http://127.0.0.1:9/record/3678171/files/dev_data_fan.zip?download=1"
+    assert fan.url("http://mirror/{file}") == "http://mirror/dev_data_fan.zip"
+
+
+def test_unknown_machine_type_and_kind(tmp_path):
+    with pytest.raises(UnknownMachineTypeError, match=r"unknown machine type 'Fan'.*'fan'"):
+        download_dcase2020(tmp_path, ["Fan"], progress=False)
+    with pytest.raises(ValueError, match="ToyCar, ToyConveyor"):
+        archives_for(["drill"])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        archives_for(kind="test")
+    assert not any(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------- success
+
+
+def test_download_extracts_layout_and_writes_marker(dcase):
+    root = dcase.run()
+    assert root == dcase.root.absolute()
+    marker = json.loads((root / "fan" / ".aadlib-complete.json").read_text())
+    assert marker["archive"] == "dev_data_fan.zip" and marker["md5"] == md5(dcase.data)
+    assert (marker["train_files"], marker["test_files"]) == (N_TRAIN, N_NORMAL + N_ANOMALY)
+    assert is_complete(root, "fan")
+    clips = list_clips(root, "fan")
+    assert (clips.split == "train").sum() == N_TRAIN
+    assert set(clips[clips.split == "test"].label) == {"normal", "anomaly"}
+    assert not (root / ".archives").exists() and not leftovers(root)  # archive deleted
+    assert dcase.state.requests == [("/record/3678171/files/dev_data_fan.zip", None)]
+
+
+def test_keep_archives_and_base_url_from_environment(dcase, monkeypatch):
+    monkeypatch.setenv(download.BASE_URL_ENV, dcase.server.base_url)
+    download_dcase2020(dcase.root, "fan", keep_archives=True, progress=False)
+    kept = dcase.root / ".archives" / "dev_data_fan.zip"
+    assert md5(kept.read_bytes()) == md5(dcase.data) and is_complete(dcase.root, "fan")
+
+
+def test_already_complete_set_makes_no_request(dcase):
+    dcase.run()
+    dcase.state.requests.clear()
+    dcase.state.files.clear()  # a request would now fail with 404
+    dcase.run()
+    assert dcase.state.requests == []
+
+
+def test_set_unzipped_by_hand_is_used_as_is(dcase, caplog):
+    with zipfile.ZipFile(io.BytesIO(dcase.data)) as zf:
+        zf.extractall(dcase.root)
+    with caplog.at_level(logging.INFO, logger="aadlib.download"):
+        dcase.run()
+    assert dcase.state.requests == []
+    assert "used as is" in caplog.text
+    assert not is_complete(dcase.root, "fan")  # no marker is invented for it
+    assert len(list_clips(dcase.root, "fan")) == N_TRAIN + N_NORMAL + N_ANOMALY
+
+
+def test_folder_left_pending_is_not_taken_for_complete(dcase):
+    with zipfile.ZipFile(io.BytesIO(dcase.data)) as zf:
+        zf.extractall(dcase.root)
+    (dcase.root / "fan" / ".aadlib-pending-dev").touch()  # a move into place that was cut short
+    assert not is_complete(dcase.root, "fan")
+    dcase.run()
+    assert len(dcase.state.requests) == 1 and is_complete(dcase.root, "fan")
+    assert not (dcase.root / "fan" / ".aadlib-pending-dev").exists()
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+def test_interrupted_download_resumes_with_range(dcase):
+    dcase.state.drop_after, dcase.state.drops_left = 8000, 1
+    with pytest.raises(DownloadError, match=r"interrupted.*run the command again to resume"):
+        dcase.run(retries=0, keep_archives=True)
+    part = dcase.root / ".archives" / "dev_data_fan.zip.part"
+    done = part.stat().st_size
+    assert 0 < done < len(dcase.data)
+    assert not (dcase.root / "fan").exists() and not is_complete(dcase.root, "fan")
+
+    dcase.run(retries=0, keep_archives=True)
+    assert dcase.state.requests[-1][1] == f"bytes={done}-"
+    kept = dcase.root / ".archives" / "dev_data_fan.zip"
+    assert md5(kept.read_bytes()) == md5(dcase.data) and not part.exists()
+    assert is_complete(dcase.root, "fan")
+
+
+def test_interruption_is_resumed_within_one_call(dcase):
+    dcase.state.drop_after, dcase.state.drops_left = 5000, 1
+    dcase.run(retries=2, progress=True)  # the tqdm bar restarts at the resumed offset
+    assert [r[1] is not None for r in dcase.state.requests] == [False, True]
+    assert is_complete(dcase.root, "fan")
+
+
+def test_server_ignoring_range_gets_a_full_download(dcase):
+    dcase.state.drop_after, dcase.state.drops_left, dcase.state.ignore_range = 8000, 1, True
+    with pytest.raises(DownloadError, match="interrupted"):
+        dcase.run(retries=0)
+    dcase.run(retries=0, keep_archives=True)
+    assert dcase.state.requests[-1][1] is not None  # a Range was asked for, and ignored
+    kept = dcase.root / ".archives" / "dev_data_fan.zip"
+    assert kept.read_bytes() == dcase.data  # restarted, not appended
+    assert is_complete(dcase.root, "fan")
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_checksum_mismatch_removes_the_file(dcase, monkeypatch):
+    register(monkeypatch, dcase.data, md5="0" * 32)
+    with pytest.raises(ChecksumError) as err:
+        dcase.run()
+    message = str(err.value)
+    assert "checksum mismatch for dev_data_fan.zip: expected md5 " + "0" * 32 in message
+    assert f"got {md5(dcase.data)}" in message and "removed" in message
+    assert list((dcase.root / ".archives").iterdir()) == []
+    assert not (dcase.root / "fan").exists() and not is_complete(dcase.root, "fan")
+
+
+def test_size_mismatch_removes_the_file(dcase, monkeypatch):
+    register(monkeypatch, dcase.data, size=len(dcase.data) - 10)
+    with pytest.raises(ChecksumError, match="size mismatch for dev_data_fan.zip"):
+        dcase.run()
+    assert list((dcase.root / ".archives").iterdir()) == []
+
+
+def test_truncated_archive_leaves_nothing_that_looks_complete(dcase, monkeypatch):
+    truncated = dcase.data[: len(dcase.data) // 2]
+    register(monkeypatch, truncated)  # its md5 and size match, so only unzipping can tell
+    dcase.serve(truncated)
+    with pytest.raises(BadArchiveError, match=r"not a valid zip archive.*run the command again"):
+        dcase.run()
+    assert not is_complete(dcase.root, "fan")
+    assert not (dcase.root / "fan").exists() and not leftovers(dcase.root)
+    assert not (dcase.root / ".archives" / "dev_data_fan.zip").exists()
+
+
+def _symlink(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # Unix, whose mode bits mark the entry as a link
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_malicious_entries_are_refused_before_writing(dcase, monkeypatch, tmp_path, kind):
+    outside = tmp_path / "outside" / "evil.wav"
+    entry = {
+        "dotdot": ("fan/train/../../../evil.wav", b"x"),
+        "absolute": (str(outside), b"x"),
+        "symlink": (_symlink("fan/train/link.wav"), str(outside).encode()),
+    }[kind]
+    evil = make_zip(clip_names("fan"), [entry])
+    register(monkeypatch, evil)
+    dcase.serve(evil)
+    with pytest.raises(UnsafeArchiveError, match=r"refused to extract \S*dev_data_fan\.zip"):
+        dcase.run()
+    assert not [p for p in tmp_path.rglob("*") if p.name in ("evil.wav", "link.wav")]
+    assert not (dcase.root / "fan").exists() and not leftovers(dcase.root)
+    # safe_extract itself writes nothing at all into its target.
+    dest = tmp_path / "dest"
+    zip_path = tmp_path / "evil.zip"
+    zip_path.write_bytes(evil)
+    with pytest.raises(UnsafeArchiveError):
+        safe_extract(zip_path, dest)
+    assert not dest.exists()
+
+
+def test_no_network_says_what_to_do(dcase):
+    with socket.socket() as sock:  # a port that was free a moment ago: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DownloadError) as err:
+        dcase.run(base_url=f"http://127.0.0.1:{port}")
+    message = str(err.value)
+    assert "could not reach 127.0.0.1" in message
+    assert f"download the archives by hand into {dcase.root.absolute()}" in message
+
+
+def test_http_error_names_the_status(dcase):
+    dcase.state.files.clear()
+    with pytest.raises(DownloadError, match=r"answered 404.*AADLIB_DATA_URL"):
+        dcase.run()
+
+
+def test_not_enough_disk_space(dcase, monkeypatch):
+    monkeypatch.setattr(download, "_free_bytes", lambda folder: 1000)
+    with pytest.raises(DiskSpaceError, match=r"needs about .* but only 1.0 kB is free"):
+        dcase.run()
+    assert dcase.state.requests == []
+
+
+# ---------------------------------------------------------------- evaluation test set
+
+
+def test_eval_test_needs_allow_unverified(dcase, monkeypatch, caplog):
+    file = "eval_data_test_fan.zip"
+    data = make_zip([f"fan/test/id_01_{i:08d}.wav" for i in range(3)])
+    register(monkeypatch, data, file=file, kind="eval_test", record=3841772, size=None, md5=None,
+             train_files=None, test_files=None)  # fmt: skip
+    dcase.serve(data, file=file, record=3841772)
+    with pytest.raises(DownloadError, match="allow_unverified=True"):
+        dcase.run(kind="eval_test")
+    assert dcase.state.requests == []
+    with caplog.at_level(logging.WARNING, logger="aadlib.download"):
+        dcase.run(kind="eval_test", allow_unverified=True)
+    assert "WITHOUT verification" in caplog.text
+    assert is_complete(dcase.root, "fan", kind="eval_test")
+    marker = json.loads((dcase.root / "fan" / ".aadlib-complete-eval_test.json").read_text())
+    assert marker["md5"] == md5(data) and marker["md5_verified"] is False
+    assert len(list((dcase.root / "fan" / "test").glob("id_01_*.wav"))) == 3
+
+
+def test_development_and_evaluation_sets_are_not_mixed(dcase, monkeypatch):
+    dcase.run()
+    file = "eval_data_train_fan.zip"
+    data = make_zip([f"fan/train/normal_id_01_{i:08d}.wav" for i in range(2)])
+    register(monkeypatch, data, file=file, kind="additional_train", record=3727685,
+             train_files=2, test_files=None)  # fmt: skip
+    dcase.serve(data, file=file, record=3727685)
+    with pytest.raises(DownloadError, match="already holds the dev set.*another root"):
+        dcase.run(kind="additional_train")
+    assert len(dcase.state.requests) == 1
+    download_dcase2020(dcase.root / "eval", "fan", kind="additional_train",
+                       base_url=dcase.server.base_url, progress=False)  # fmt: skip
+    assert is_complete(dcase.root / "eval", "fan", kind="additional_train")
+    assert not is_complete(dcase.root / "eval", "fan")
