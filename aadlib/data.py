@@ -180,11 +180,15 @@ def load_clip(
         The file is missing, empty, not audio, at the wrong rate, multi-channel,
         silent, or holds NaN/inf samples. The message names the file and the remedy.
     """
+    if mono not in ("refuse", "mean", "first"):
+        raise ValueError(f"mono must be 'refuse', 'mean' or 'first', not {mono!r}")
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file. Check the data root or re-download the data set.")
     if path.stat().st_size == 0:
-        raise AudioError(f"{path}: the file is empty (0 bytes). Delete it or re-download the data set.")
+        raise AudioError(
+            f"{path}: the file is empty (0 bytes). Delete it or re-download the data set."
+        )
     try:
         data, file_sr = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
@@ -193,7 +197,9 @@ def load_clip(
             "delete it and re-download or regenerate the data set."
         ) from err
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: the file holds no samples. Delete it or re-download the data set.")
+        raise AudioError(
+            f"{path}: the file holds no samples. Delete it or re-download the data set."
+        )
     if data.shape[1] > 1:
         if mono == "mean":
             data = data.mean(axis=1, keepdims=True)
@@ -206,7 +212,9 @@ def load_clip(
             )
     y = np.ascontiguousarray(data[:, 0])
     if not np.all(np.isfinite(y)):
-        raise AudioError(f"{path}: the clip holds NaN or infinite samples; it cannot be scored. Remove it.")
+        raise AudioError(
+            f"{path}: the clip holds NaN or infinite samples; it cannot be scored. Remove it."
+        )
     if not np.any(y):
         raise AudioError(
             f"{path}: the clip is digital silence (all samples zero); its log-mel energy is "

@@ -75,14 +75,18 @@ def mel_filterbank(params: FeatureParams = FeatureParams()) -> np.ndarray:
 def log_mel(y: np.ndarray, params: FeatureParams = FeatureParams()) -> np.ndarray:
     """Log-mel energies of a waveform, ``(n_frames, n_mels)`` ``float32`` in dB.
 
-    The STFT is librosa's (centred, reflect padding, Hann window), so a 10 s clip
-    at 16 kHz gives 313 frames.
+    The STFT is librosa's (centred frames, Hann window), so a 10 s clip at 16 kHz
+    gives 313 frames. The edges are padded by reflection, librosa's default before
+    version 0.10 and so what the authors' code and the real data's published
+    statistics used.
     """
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ValueError(f"log_mel expects a 1-D waveform, got shape {y.shape}")
     spec = np.abs(
-        librosa.stft(y, n_fft=params.n_fft, hop_length=params.hop_length, center=True)
+        librosa.stft(
+            y, n_fft=params.n_fft, hop_length=params.hop_length, center=True, pad_mode="reflect"
+        )
     )
     if params.power != 1.0:
         spec = spec**params.power

@@ -15,9 +15,9 @@ __all__ = ["build_dense_ae", "build_cnn_ae", "build_model", "MODEL_KINDS"]
 MODEL_KINDS: tuple[str, ...] = ("dense", "cnn")
 
 
-def _dense_block(x, units: int, name: str):
+def _dense_block(x, units: int, name: str, bn_momentum: float = 0.99):
     x = layers.Dense(units, name=f"{name}_dense")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -27,24 +27,26 @@ def build_dense_ae(
     n_hidden: int = 4,
     bottleneck: int = 8,
     bottleneck_bn_relu: bool = False,
+    bn_momentum: float = 0.99,
 ) -> keras.Model:
     """The paper's Dense AE (Section 2.3, Fig. 3 top).
 
     Encoder ``n_hidden`` x [Dense(512), BatchNorm, ReLU], a Dense(8) bottleneck,
     decoder ``n_hidden`` x [Dense(512), BatchNorm, ReLU] and a linear
     Dense(``input_dim``) output. ``bottleneck_bn_relu=True`` follows the bottleneck
-    with BatchNorm and ReLU, as the authors' code does.
+    with BatchNorm and ReLU, as the authors' code does. ``bn_momentum`` is Keras'
+    default unless a short profile needs faster-moving statistics.
     """
     inputs = keras.Input(shape=(input_dim,), name="frames")
     x = inputs
     for i in range(n_hidden):
-        x = _dense_block(x, hidden_units, f"enc{i + 1}")
+        x = _dense_block(x, hidden_units, f"enc{i + 1}", bn_momentum)
     if bottleneck_bn_relu:
-        x = _dense_block(x, bottleneck, "bottleneck")
+        x = _dense_block(x, bottleneck, "bottleneck", bn_momentum)
     else:
         x = layers.Dense(bottleneck, name="bottleneck")(x)
     for i in range(n_hidden):
-        x = _dense_block(x, hidden_units, f"dec{i + 1}")
+        x = _dense_block(x, hidden_units, f"dec{i + 1}", bn_momentum)
     outputs = layers.Dense(input_dim, name="reconstruction")(x)
     return keras.Model(inputs, outputs, name="dense_ae")
 
@@ -66,16 +68,17 @@ CNN_DECODER = (
 )
 
 
-def _conv_block(x, filters, kernel, strides, name, transpose=False):
+def _conv_block(x, filters, kernel, strides, name, transpose=False, bn_momentum=0.99):
     conv = layers.Conv2DTranspose if transpose else layers.Conv2D
     x = conv(filters, kernel, strides=strides, padding="same", name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
 def build_cnn_ae(
     input_shape: tuple[int, int, int] = (32, 128, 1),
     bottleneck: int = 40,
+    bn_momentum: float = 0.99,
 ) -> keras.Model:
     """The paper's CNN AE (Section 2.3, Fig. 3 bottom), for 32 x 128 patches.
 
@@ -88,16 +91,16 @@ def build_cnn_ae(
     inputs = keras.Input(shape=input_shape, name="patch")
     x = inputs
     for i, (filters, kernel, strides) in enumerate(CNN_ENCODER):
-        x = _conv_block(x, filters, kernel, strides, f"enc{i + 1}")
+        x = _conv_block(x, filters, kernel, strides, f"enc{i + 1}", bn_momentum=bn_momentum)
     encoded_shape = tuple(x.shape[1:])
     x = layers.Conv2D(bottleneck, encoded_shape[:2], padding="valid", name="bottleneck_conv")(x)
     x = layers.Flatten(name="latent")(x)
-    x = layers.Dense(
-        encoded_shape[0] * encoded_shape[1] * encoded_shape[2], name="dec_dense"
-    )(x)
+    x = layers.Dense(encoded_shape[0] * encoded_shape[1] * encoded_shape[2], name="dec_dense")(x)
     x = layers.Reshape(encoded_shape, name="dec_reshape")(x)
     for i, (filters, kernel, strides) in enumerate(CNN_DECODER):
-        x = _conv_block(x, filters, kernel, strides, f"dec{i + 1}", transpose=True)
+        x = _conv_block(
+            x, filters, kernel, strides, f"dec{i + 1}", transpose=True, bn_momentum=bn_momentum
+        )
     outputs = layers.Conv2DTranspose(
         input_shape[-1], 5, strides=(1, 2), padding="same", name="reconstruction"
     )(x)

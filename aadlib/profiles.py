@@ -33,6 +33,7 @@ __all__ = [
     "results_root",
     "set_seed",
     "describe_device",
+    "session_info",
 ]
 
 PROFILE_ENV = "AADLIB_PROFILE"
@@ -54,6 +55,14 @@ class Profile:
         Frames between consecutive training vectors / patches (paper: 1 and 3).
     dense_score_hop, cnn_score_hop
         The same for scoring test clips.
+    dense_normalised
+        Feed the Dense AE z-normalised frames. The paper feeds raw dB values; then the
+        output layer must learn offsets of tens of dB with Adam's small steps, which takes
+        the tens of thousands of steps of a full run, not the few hundred of ``quick``.
+    bn_momentum
+        Momentum of the batch-normalisation moving averages (Keras' default 0.99, as the
+        authors used). After only a few dozen steps those averages still remember their
+        initial values, so the short profiles use 0.9.
     """
 
     name: str
@@ -67,12 +76,14 @@ class Profile:
     dense_score_hop: int
     cnn_score_hop: int
     description: str
+    dense_normalised: bool = False
+    bn_momentum: float = 0.99
 
     @property
     def is_paper_setting(self) -> bool:
         return self.name in ("full", "full-synthetic")
 
-    def replace(self, **changes) -> "Profile":
+    def replace(self, **changes) -> Profile:
         """A copy with some fields changed (e.g. fewer epochs for a test)."""
         return dataclasses.replace(self, **changes)
 
@@ -100,6 +111,8 @@ PROFILES: dict[str, Profile] = {
         dense_score_hop=2,
         cnn_score_hop=32,
         description="synthetic data, small; minutes on a CPU (the book's default)",
+        dense_normalised=True,
+        bn_momentum=0.9,
     ),
     "tiny": Profile(
         "tiny",
@@ -113,6 +126,8 @@ PROFILES: dict[str, Profile] = {
         dense_score_hop=4,
         cnn_score_hop=64,
         description="synthetic data, smallest; smoke tests of the notebooks",
+        dense_normalised=True,
+        bn_momentum=0.9,
     ),
     "full": Profile(
         "full",
@@ -198,3 +213,18 @@ def describe_device() -> str:
         details = tf.config.experimental.get_device_details(gpu)
         names.append(details.get("device_name", gpu.name))
     return "GPU: " + ", ".join(names)
+
+
+def session_info(profile: str | Profile | None = None) -> str:
+    """A short report for the top of a chapter: profile, folders and compute device."""
+    from . import __version__
+
+    profile = get_profile(profile)
+    return "\n".join(
+        [
+            f"aadlib {__version__}, profile '{profile.name}': {profile.description}",
+            f"data:    {data_root(profile)}",
+            f"results: {results_root(profile)}",
+            f"device:  {describe_device()}",
+        ]
+    )

@@ -1,0 +1,213 @@
+"""Figures of the book: waveforms, spectrograms, windows, scores, ROC curves, comparisons.
+
+Every function takes ``ax=None`` (a new figure of ``figsize`` is made) and returns
+``(fig, ax)`` so a chapter can compose panels. Chapter references are in each docstring.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Rectangle
+from sklearn.metrics import roc_curve
+
+from .data import SAMPLE_RATE
+from .features import FeatureParams
+
+__all__ = [
+    "waveform",
+    "spectrogram",
+    "windows_on_spectrogram",
+    "loss_curves",
+    "score_histogram",
+    "roc_curves",
+    "paper_vs_ours",
+    "reconstruction",
+]
+
+LABEL_COLORS = {"normal": "#1f77b4", "anomaly": "#d62728"}
+MODEL_COLORS = {"baseline": "#7f7f7f", "dense": "#1f77b4", "cnn": "#ff7f0e"}
+
+
+def _axes(ax, figsize):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    else:
+        fig = ax.figure
+    return fig, ax
+
+
+def waveform(y, sr: int = SAMPLE_RATE, ax=None, figsize=(8, 2.2), title=None, **kwargs):
+    """Plot a waveform against time in seconds. Chapter 01."""
+    fig, ax = _axes(ax, figsize)
+    t = np.arange(len(y)) / sr
+    ax.plot(t, y, lw=0.4, **kwargs)
+    ax.set(xlabel="time (s)", ylabel="amplitude", xlim=(0, t[-1] if len(t) else 1), title=title)
+    return fig, ax
+
+
+def spectrogram(
+    logmel,
+    params: FeatureParams = FeatureParams(),
+    ax=None,
+    figsize=(8, 3),
+    title=None,
+    colorbar=True,
+    vmin=None,
+    vmax=None,
+    cmap="magma",
+    unit="dB",
+):
+    """Show a ``(n_frames, n_mels)`` log-mel spectrogram, time across. Chapters 01, 02."""
+    fig, ax = _axes(ax, figsize)
+    seconds = len(logmel) * params.hop_length / params.sr
+    image = ax.imshow(
+        np.asarray(logmel).T,
+        origin="lower",
+        aspect="auto",
+        extent=(0, seconds, 0, logmel.shape[1]),
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+    )
+    ax.set(xlabel="time (s)", ylabel="mel bin", title=title)
+    if colorbar:
+        fig.colorbar(image, ax=ax, label=unit, pad=0.01)
+    return fig, ax
+
+
+def windows_on_spectrogram(
+    logmel,
+    kind: str,
+    hop: int,
+    n_show: int = 4,
+    params: FeatureParams = FeatureParams(),
+    ax=None,
+    figsize=(8, 3),
+    title=None,
+):
+    """Draw the first ``n_show`` model inputs (Dense vectors or CNN patches) as boxes.
+
+    Chapter 02: a Dense AE vector spans 5 frames, a CNN AE patch 32 frames; both
+    cover all 128 mel bins.
+    """
+    from .training import WINDOW_FRAMES
+
+    fig, ax = spectrogram(logmel, params, ax=ax, figsize=figsize, title=title)
+    frame = params.hop_length / params.sr
+    width = WINDOW_FRAMES[kind]
+    colors = plt.cm.viridis(np.linspace(0.2, 1.0, n_show))
+    for i in range(n_show):
+        start = i * hop * frame
+        ax.add_patch(
+            Rectangle(
+                (start, 0.5 + i),
+                width * frame,
+                logmel.shape[1] - 1 - 2 * i,
+                fill=False,
+                lw=1.6,
+                ec=colors[i],
+            )
+        )
+    ax.set_xlim(0, min(len(logmel) * frame, (n_show * hop + width) * frame * 2.5))
+    return fig, ax
+
+
+def loss_curves(history: pd.DataFrame, ax=None, figsize=(5, 3), title=None):
+    """Training and validation loss per epoch, with the kept (best) epoch marked. Ch. 03, 04."""
+    fig, ax = _axes(ax, figsize)
+    ax.plot(history["epoch"], history["loss"], marker="o", ms=3, label="training")
+    if "val_loss" in history:
+        ax.plot(history["epoch"], history["val_loss"], marker="o", ms=3, label="validation")
+        best = history.loc[history["val_loss"].idxmin()]
+        ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label="best weights")
+    ax.set(xlabel="epoch", ylabel="MSE", title=title)
+    ax.legend(frameon=False)
+    return fig, ax
+
+
+def score_histogram(scores: pd.DataFrame, ax=None, figsize=(5, 3), bins=30, title=None):
+    """Distribution of clip scores, normal against anomalous clips. Chapters 03, 04."""
+    fig, ax = _axes(ax, figsize)
+    edges = np.histogram_bin_edges(scores["score"], bins=bins)
+    for label in ("normal", "anomaly"):
+        part = scores.loc[scores["label"] == label, "score"]
+        ax.hist(
+            part, bins=edges, alpha=0.6, color=LABEL_COLORS[label], label=f"{label} ({len(part)})"
+        )
+    ax.set(xlabel="anomaly score (mean reconstruction MSE)", ylabel="clips", title=title)
+    ax.legend(frameon=False)
+    return fig, ax
+
+
+def roc_curves(scores: pd.DataFrame, ax=None, figsize=(4.5, 4.2), max_fpr=0.1, title=None):
+    """ROC curve per machine ID, the pAUC region shaded. Chapters 03, 04."""
+    fig, ax = _axes(ax, figsize)
+    ax.axvspan(0, max_fpr, color="0.9", label=f"pAUC region (FPR ≤ {max_fpr})")
+    for machine_id, group in scores.groupby("machine_id"):
+        y = (group["label"] == "anomaly").to_numpy()
+        fpr, tpr, _ = roc_curve(y, group["score"])
+        ax.plot(fpr, tpr, lw=1.5, label=f"ID {int(machine_id):02d}")
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize="small", loc="lower right")
+    return fig, ax
+
+
+def paper_vs_ours(
+    comparison: pd.DataFrame,
+    metric: str = "auc",
+    ax=None,
+    figsize=(9, 3.6),
+    title=None,
+):
+    """Per-type averages: the paper's bars beside ours, for each model. Chapter 05.
+
+    ``comparison`` is :func:`aadlib.pipeline.comparison_table` output.
+    """
+    fig, ax = _axes(ax, figsize)
+    rows = comparison[comparison["machine_id"] == "average"]
+    types = list(dict.fromkeys(rows["machine_type"]))
+    models = list(dict.fromkeys(rows["model"]))
+    width = 0.8 / (2 * len(models))
+    x = np.arange(len(types))
+    for m, model in enumerate(models):
+        part = rows[rows["model"] == model].set_index("machine_type").reindex(types)
+        base = x - 0.4 + width * (2 * m + 0.5)
+        color = MODEL_COLORS.get(model, None)
+        ax.bar(
+            base, part[f"paper_{metric}"], width, color=color, alpha=0.45, label=f"{model} (paper)"
+        )
+        ax.bar(base + width, part[metric], width, color=color, label=f"{model} (ours)")
+    ax.axhline(50, color="grey", lw=1, ls="--")
+    ax.set_xticks(x, types)
+    ax.set(ylabel=f"{'AUC' if metric == 'auc' else 'pAUC'} (%)", ylim=(40, 101), title=title)
+    ax.legend(frameon=False, ncols=2 * len(models), fontsize="small", loc="upper left")
+    return fig, ax
+
+
+def reconstruction(patch, recon, axes=None, figsize=(10, 2.8), title=None):
+    """A CNN AE input patch, its reconstruction and the squared error. Chapter 04."""
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=figsize, layout="constrained", sharey=True)
+    else:
+        fig = axes[0].figure
+    patch, recon = np.squeeze(patch), np.squeeze(recon)
+    error = (patch - recon) ** 2
+    lo, hi = np.percentile(patch, [1, 99])
+    panels = [
+        (patch, "input", lo, hi, "magma"),
+        (recon, "reconstruction", lo, hi, "magma"),
+        (error, "squared error", 0, None, "viridis"),
+    ]
+    for ax, (image, name, vmin, vmax, cmap) in zip(axes, panels):
+        shown = ax.imshow(image.T, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap=cmap)
+        ax.set(title=name, xlabel="frame")
+        fig.colorbar(shown, ax=ax, pad=0.01)
+    axes[0].set_ylabel("mel bin")
+    if title:
+        fig.suptitle(title)
+    return fig, axes

@@ -1,0 +1,76 @@
+"""Shared fixtures: WAV files written with soundfile, and a tiny data root in the DCASE layout."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+SR = 16_000
+
+
+def write_wav(
+    path,
+    seconds: float = 0.5,
+    sr: int = SR,
+    channels: int = 1,
+    freq: float = 440.0,
+    seed: int = 0,
+    subtype: str = "PCM_16",
+    data: np.ndarray | None = None,
+) -> Path:
+    """Write a tone plus noise (or ``data`` as given) to ``path``; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        t = np.arange(int(round(seconds * sr))) / sr
+        rng = np.random.default_rng(seed)
+        mono = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(len(t))
+        data = np.stack([mono * (0.5 + 0.5 * c) for c in range(channels)], axis=1)
+        data = data[:, 0] if channels == 1 else data
+    sf.write(path, np.asarray(data, dtype=np.float32), sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def make_wav():
+    """The :func:`write_wav` helper."""
+    return write_wav
+
+
+#: (machine_type, split, label, machine_id, index) of the clips in ``data_root``.
+CLIPS = [
+    ("ToyCar", "train", "normal", 1, 0),
+    ("ToyCar", "train", "normal", 1, 1),
+    ("ToyCar", "train", "normal", 2, 0),
+    ("ToyCar", "test", "normal", 1, 0),
+    ("ToyCar", "test", "anomaly", 1, 0),
+    ("ToyCar", "test", "normal", 2, 3),
+    ("ToyCar", "test", "anomaly", 2, 1),
+    ("fan", "train", "normal", 0, 0),
+    ("fan", "train", "normal", 0, 10),
+    ("fan", "test", "normal", 0, 0),
+    ("fan", "test", "anomaly", 0, 0),
+]
+
+
+@pytest.fixture
+def data_root(tmp_path) -> Path:
+    """A data root with two machine types, short clips and some junk files to ignore."""
+    root = tmp_path / "data"
+    for i, (mtype, split, label, mid, index) in enumerate(CLIPS):
+        name = f"{label}_id_{mid:02d}_{index:08d}.wav"
+        write_wav(root / mtype / split / name, seconds=0.5, freq=200 + 50 * i, seed=i)
+    (root / "ToyCar" / "train" / ".DS_Store").write_bytes(b"junk")
+    (root / "ToyCar" / "train" / "notes.txt").write_text("not a clip")
+    write_wav(root / "ToyCar" / "train" / "normal_id_1_0.wav")  # wrong name pattern
+    (root / "ToyCar" / "test" / "normal_id_01_00000099.wav").mkdir()  # a folder, not a clip
+    (root / "NotAType" / "train").mkdir(parents=True)
+    write_wav(root / "NotAType" / "train" / "normal_id_01_00000000.wav")
+    return root
