@@ -340,8 +340,42 @@ def summary_by_type(scores: pd.DataFrame) -> pd.DataFrame:
     return table[table.machine_id == "average"].drop(columns=["machine_id"]).reset_index(drop=True)
 
 
-def clip_windows(logmel: np.ndarray, kind: str, hop: int = 1) -> np.ndarray:
-    """The model inputs of one clip: Dense vectors ``(n, 640)`` or CNN patches ``(n, 32, 128, 1)``."""
-    if kind == "dense":
-        return features.dense_vectors(logmel, hop=hop)
-    return features.cnn_patches(logmel, hop=hop)[..., None]
+def clip_windows(trained: TrainedModel, logmel: np.ndarray, hop: int = 1) -> np.ndarray:
+    """One clip's model inputs, normalised as the model was trained.
+
+    Dense vectors ``(n, 640)`` or CNN patches ``(n, 32, 128, 1)``. Chapters 3 and 4.
+    """
+    if trained.scaler is not None:
+        logmel = trained.scaler.transform(logmel)
+    if trained.kind == "dense":
+        return np.ascontiguousarray(features.dense_vectors(logmel, hop=hop))
+    return np.ascontiguousarray(features.cnn_patches(logmel, hop=hop))[..., None]
+
+
+def window_errors(trained: TrainedModel, logmel: np.ndarray, hop: int = 1) -> np.ndarray:
+    """Reconstruction MSE of each window of one clip, in time order. Chapters 3 and 4.
+
+    Their mean is the clip's anomaly score (at the same hop).
+    """
+    return metrics.reconstruction_errors(trained.model, clip_windows(trained, logmel, hop), 256)
+
+
+def error_map(trained: TrainedModel, logmel: np.ndarray, hop: int = 1) -> np.ndarray:
+    """Squared reconstruction error per frame and mel bin, ``(n_frames, n_mels)``.
+
+    Each window's squared error is spread back onto the frames it covers and averaged
+    over the windows that cover each frame, showing *where* in time and frequency a
+    model fails to rebuild a clip. Chapter 4.
+    """
+    inputs = clip_windows(trained, logmel, hop)
+    recon = np.asarray(trained.model.predict(inputs, batch_size=256, verbose=0))
+    width = training.WINDOW_FRAMES[trained.kind]
+    squared = ((inputs - recon) ** 2).reshape(len(inputs), width, logmel.shape[1])
+    total = np.zeros(logmel.shape, dtype=np.float64)
+    count = np.zeros(len(logmel), dtype=np.int64)
+    for i, window in enumerate(squared):
+        total[i * hop : i * hop + width] += window
+        count[i * hop : i * hop + width] += 1
+    covered = count > 0
+    total[covered] /= count[covered, None]
+    return total.astype(np.float32)

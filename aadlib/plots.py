@@ -24,6 +24,8 @@ __all__ = [
     "roc_curves",
     "paper_vs_ours",
     "reconstruction",
+    "hourglass",
+    "error_over_time",
 ]
 
 LABEL_COLORS = {"normal": "#1f77b4", "anomaly": "#d62728"}
@@ -211,3 +213,44 @@ def reconstruction(patch, recon, axes=None, figsize=(10, 2.8), title=None):
     if title:
         fig.suptitle(title)
     return fig, axes
+
+
+def hourglass(model, ax=None, figsize=(9, 3.2), title=None):
+    """Size of every layer's output (values per example), the shape of an autoencoder.
+
+    Chapters 3 and 4: the bars narrow to the bottleneck and widen back.
+    """
+    fig, ax = _axes(ax, figsize)
+    names, sizes = [], []
+    for layer in model.layers:
+        if layer.__class__.__name__ not in ("Dense", "Conv2D", "Conv2DTranspose", "InputLayer"):
+            continue
+        shape = layer.output.shape[1:]
+        names.append(layer.name)
+        sizes.append(int(np.prod(shape)))
+    colors = ["#d62728" if "bottleneck" in n else "#1f77b4" for n in names]
+    ax.bar(range(len(sizes)), sizes, color=colors)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize="small")
+    for i, size in enumerate(sizes):
+        ax.text(i, size * 1.1, f"{size:,}", ha="center", va="bottom", fontsize=7)
+    ax.set(ylabel="values per example (log)", title=title, ylim=(1, max(sizes) * 4))
+    return fig, ax
+
+
+def error_over_time(
+    errors,
+    hop: int,
+    params: FeatureParams = FeatureParams(),
+    ax=None,
+    figsize=(8, 2.5),
+    label=None,
+    title=None,
+    **kwargs,
+):
+    """Reconstruction error of each window against the window's start time. Chapter 3."""
+    fig, ax = _axes(ax, figsize)
+    t = np.arange(len(errors)) * hop * params.hop_length / params.sr
+    ax.plot(t, errors, label=label, **kwargs)
+    ax.set(xlabel="time (s)", ylabel="window MSE", title=title)
+    return fig, ax
