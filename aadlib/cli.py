@@ -99,6 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
         _models(p)
         p.add_argument("--retrain", action="store_true", help="ignore trained models")
         p.add_argument("--epochs", type=int, default=None, help="cap on epochs (both models)")
+        p.add_argument(
+            "--steps-per-epoch",
+            type=int,
+            default=None,
+            help="cap on batches per epoch (a quick run of a full-size profile on a CPU)",
+        )
+        p.add_argument(
+            "--score-hop",
+            type=int,
+            default=None,
+            help="frames between scored windows (default: the profile's)",
+        )
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     p = sub.add_parser("report", help="print the saved results table")
@@ -119,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _profile(args) -> profiles.Profile:
+    """The chosen profile with the command line's caps applied."""
     profile = profiles.get_profile(args.profile)
     epochs = getattr(args, "epochs", None)
     if epochs:
@@ -126,6 +139,10 @@ def _profile(args) -> profiles.Profile:
             dense_epochs=min(epochs, profile.dense_epochs),
             cnn_epochs=min(epochs, profile.cnn_epochs),
         )
+    if getattr(args, "steps_per_epoch", None):
+        profile = profile.replace(steps_per_epoch=args.steps_per_epoch)
+    if getattr(args, "score_hop", None):
+        profile = profile.replace(dense_score_hop=args.score_hop, cnn_score_hop=args.score_hop)
     return profile
 
 

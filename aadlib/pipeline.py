@@ -145,7 +145,13 @@ def train_machine_type(
     params = FeatureParams()
     table, logmels = load_features(root, machine_type, "train", "normal", params, verbose != 0)
     epochs = profile.dense_epochs if kind == "dense" else profile.cnn_epochs
-    config = training.paper_config(kind, epochs=epochs, patience=profile.patience, seed=seed)
+    config = training.paper_config(
+        kind,
+        epochs=epochs,
+        patience=profile.patience,
+        seed=seed,
+        steps_per_epoch=profile.steps_per_epoch,
+    )
     fingerprint = _fingerprint(profile, kind, config, params, table.path)
     hop = fingerprint["train_hop"]
 

@@ -59,6 +59,9 @@ class Profile:
         Feed the Dense AE z-normalised frames. The paper feeds raw dB values; then the
         output layer must learn offsets of tens of dB with Adam's small steps, which takes
         the tens of thousands of steps of a full run, not the few hundred of ``quick``.
+    steps_per_epoch
+        Cap on batches per epoch (``None``: all), to time or test the full-size
+        profiles on a CPU without training for days.
     bn_momentum
         Momentum of the batch-normalisation moving averages (Keras' default 0.99, as the
         authors used). After only a few dozen steps those averages still remember their
@@ -78,6 +81,7 @@ class Profile:
     description: str
     dense_normalised: bool = False
     bn_momentum: float = 0.99
+    steps_per_epoch: int | None = None
 
     @property
     def is_paper_setting(self) -> bool:
@@ -103,13 +107,13 @@ PROFILES: dict[str, Profile] = {
         "quick",
         "synthetic",
         "quick",
-        dense_epochs=12,
-        cnn_epochs=4,
+        dense_epochs=8,
+        cnn_epochs=3,
         patience=3,
-        dense_train_hop=2,
-        cnn_train_hop=48,
+        dense_train_hop=4,
+        cnn_train_hop=96,
         dense_score_hop=2,
-        cnn_score_hop=32,
+        cnn_score_hop=64,
         description="synthetic data, small; minutes on a CPU (the book's default)",
         dense_normalised=True,
         bn_momentum=0.9,

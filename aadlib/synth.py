@@ -61,7 +61,7 @@ and a smaller size's clips are the first clips of a larger size.
 
 Sizes
 -----
-``tiny`` (6 training clips, 3 + 3 test clips per ID) for unit tests, ``quick`` (24, 10 + 10)
+``tiny`` (6 training clips, 3 + 3 test clips per ID) for unit tests, ``quick`` (16, 8 + 8)
 for the book and CI, and ``full``, which matches the real development set's file counts of
 Table 1 (``resources/table1_dataset_sizes.csv``). The real set's split of each ID's test clips
 into normal and anomalous ones is not in Table 1; ``full`` uses half and half (the odd clip
@@ -162,7 +162,7 @@ class SynthSize:
 
 
 SIZES: dict[str, SynthSize] = {
-    "quick": SynthSize("quick", 24, 10, 10),
+    "quick": SynthSize("quick", 16, 8, 8),
     "tiny": SynthSize("tiny", 6, 3, 3),
     "full": SynthSize("full", None, None, None),
 }

@@ -51,6 +51,8 @@ class TrainConfig:
     patience: int = 10
     min_delta: float = 0.0
     seed: int = 0
+    #: Cap on training (and validation) batches per epoch; ``None``: every window.
+    steps_per_epoch: int | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,9 +90,28 @@ class WindowDataset(keras.utils.PyDataset):
     clips
         Indices of the clips to use (default: all). Selecting clips copies nothing.
     scaler
-        A :class:`aadlib.features.Scaler` applied to each batch (the CNN AE's
-        z-normalisation), so no normalised copy of the frames is kept.
+        A :class:`aadlib.features.Scaler` applied on the fly (the CNN AE's
+        z-normalisation), so no normalised copy of all the frames is kept.
+
+    Notes
+    -----
+    A batch is one vectorised gather from a strided view of the frames: no window is
+    stored anywhere but in its batch. Memory stays bounded whatever the data set's size.
+    The windows are visited block by block, a block being the windows of clips that
+    hold at most :attr:`block_bytes` of frames. For frames memory-mapped from the feature
+    cache, the pages read are released from the process each time the order moves on to
+    the next block (:meth:`aadlib.features.LogMelSet.release_memory`), so it holds about
+    one block of them. With a ``scaler``, each block is read into a buffer (plain file
+    reads for mapped frames) and normalised there once: a frame belongs to up to 32
+    patches, so this is cheaper than normalising every batch, with the same numbers.
+    With ``shuffle``, each epoch permutes the clips, cuts them into blocks and shuffles
+    the windows within each block (a shuffle buffer of a few hundred clips); when all
+    the frames fit in one block, as in the quick and tiny profiles, that is a shuffle of
+    all the windows.
     """
+
+    #: Most bytes of frames in one block (see Notes).
+    block_bytes = 32 * 2**20
 
     def __init__(
         self,
@@ -124,28 +145,180 @@ class WindowDataset(keras.utils.PyDataset):
         self.windows_per_clip = np.bincount(self.clip_of_window, minlength=len(self.clips))
         self._rng = np.random.default_rng(seed)
         self._order = np.arange(len(self.starts))
-        if shuffle:
+
+        frames = logmels.frames
+        self._row_bytes = frames.itemsize * frames.shape[1]
+        self._clip_frames = np.asarray(logmels.lengths, dtype=np.int64)[self.clips]
+        self._first_window = np.concatenate([[0], np.cumsum(self.windows_per_clip)])
+        with_windows = np.flatnonzero(self.windows_per_clip)
+        self._one_block = bool(
+            self._clip_frames[with_windows].sum() * self._row_bytes <= self.block_bytes
+        )
+        mapping = getattr(logmels, "_mapping", None)
+        mapped = mapping is not None and mapping() is not None
+        # With a scaler, each block is read into a buffer and normalised there once.
+        self._buffered = scaler is not None and hasattr(logmels, "read_clips")
+        # Without, windows come straight from the memory-mapped frames, whose pages are
+        # released from this process each time the order moves on to another block.
+        self._release = mapped and not self._one_block and not self._buffered
+        self._lock = self._new_lock()
+        self._clear()
+        if shuffle and self._one_block:
             self._rng.shuffle(self._order)
-        self._offsets = np.arange(self.width, dtype=np.int64)
+            self._set_blocks([with_windows])
+        elif shuffle:
+            self._shuffle_blocks()
+        else:
+            self._set_blocks(self._cut(with_windows))
+
+    # -- the window order: blocks of clips ------------------------------------------------
+
+    def _cut(self, positions: np.ndarray) -> list[np.ndarray]:
+        """Split clip positions, in order, into blocks of about ``block_bytes`` of frames."""
+        if self._one_block or not len(positions):
+            return [positions]
+        sizes = self._clip_frames[positions] * self._row_bytes
+        block = (np.cumsum(sizes) - sizes) // self.block_bytes
+        return np.split(positions, np.flatnonzero(np.diff(block)) + 1)
+
+    def _set_blocks(self, blocks: list[np.ndarray]) -> None:
+        self._blocks = blocks
+        sizes = [int(self.windows_per_clip[b].sum()) for b in blocks]
+        self._block_bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._epoch += 1
+
+    def _shuffle_blocks(self) -> None:
+        positions = self._rng.permutation(np.flatnonzero(self.windows_per_clip))
+        counts = self.windows_per_clip[positions]
+        first = np.repeat(self._first_window[positions] - (np.cumsum(counts) - counts), counts)
+        order = first + np.arange(counts.sum(), dtype=np.int64)
+        self._set_blocks(self._cut(positions))
+        for start, stop in zip(self._block_bounds[:-1], self._block_bounds[1:]):
+            self._rng.shuffle(order[start:stop])
+        self._order = order
+
+    # -- reading frames -------------------------------------------------------------------
+
+    def _clear(self) -> None:
+        self._epoch = 0
+        self._buffer = self._buffer_windows = self._delta = self._buffer_clips = None
+        self._local_key = self._local_starts = None
+        self._direct_key = self._frame_windows = self._ordered_starts = None
+        self._current_block = None
+
+    def _windows_of(self, frames: np.ndarray) -> np.ndarray:
+        """Every window of ``frames`` as a read-only strided view (nothing copied)."""
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        return sliding_window_view(frames, (self.width, frames.shape[1]))[:, 0]
+
+    def _load(self, block: int) -> None:
+        """Make block ``block`` of this epoch's order readable from the buffer."""
+        if self._local_key == (self._epoch, block):
+            return
+        positions = self._blocks[block]
+        if self._buffer_clips is None or not np.array_equal(self._buffer_clips, positions):
+            clip_ids = self.clips[positions]
+            lengths = self._clip_frames[positions]
+            total = int(lengths.sum())
+            if self._buffer is None or len(self._buffer) < total:
+                capacity = max(total, self.block_bytes // self._row_bytes)
+                n_mels = self.logmels.frames.shape[1]
+                self._buffer = np.empty((capacity, n_mels), dtype=np.float32)
+                self._delta = np.zeros(len(self.clips), dtype=np.int64)
+            self._buffer_clips = None
+            buffer = self.logmels.read_clips(clip_ids, out=self._buffer[:total])
+            if self.scaler is not None:
+                mean, std = getattr(self.scaler, "mean", None), getattr(self.scaler, "std", None)
+                if all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in (mean, std)):
+                    # Scaler.transform's arithmetic, in place (the same float32 numbers).
+                    np.subtract(buffer, mean, out=buffer)
+                    np.divide(buffer, std, out=buffer)
+                else:
+                    buffer[...] = self.scaler.transform(buffer)
+            in_buffer = np.cumsum(lengths) - lengths
+            self._delta[positions] = in_buffer - self.logmels.offsets[clip_ids]
+            self._buffer_windows = self._windows_of(buffer)
+            self._buffer_clips = positions
+        # Where each of the block's windows starts in the buffer, in this epoch's order.
+        rows = self._order[self._block_bounds[block] : self._block_bounds[block + 1]]
+        self._local_starts = self.starts[rows] + self._delta[self.clip_of_window[rows]]
+        self._local_key = (self._epoch, block)
+
+    def _gather(self, lo: int, hi: int) -> np.ndarray:
+        """Frames ``(hi - lo, width, n_mels)`` of the windows at ``lo:hi`` in the order."""
+        with self._lock:
+            if not self._buffered:
+                if self._frame_windows is None:
+                    self._frame_windows = self._windows_of(np.asarray(self.logmels.frames))
+                if self._direct_key != self._epoch:
+                    self._ordered_starts = self.starts[self._order]
+                    self._direct_key = self._epoch
+                if self._release:
+                    block = (self._epoch, int(np.searchsorted(self._block_bounds, hi - 1, "right")))
+                    if block != self._current_block:
+                        self.logmels.release_memory()
+                        self._current_block = block
+                return self._frame_windows[self._ordered_starts[lo:hi]]
+            first = int(np.searchsorted(self._block_bounds, lo, side="right")) - 1
+            last = int(np.searchsorted(self._block_bounds, hi - 1, side="right")) - 1
+            parts = []
+            for block in range(first, last + 1):
+                begin = int(self._block_bounds[block])
+                a = max(lo, begin) - begin
+                b = min(hi, int(self._block_bounds[block + 1])) - begin
+                self._load(block)
+                parts.append(self._buffer_windows[self._local_starts[a:b]])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    # -- keras.utils.PyDataset ------------------------------------------------------------
 
     def __len__(self) -> int:
         return math.ceil(len(self.starts) / self.batch_size)
 
     def __getitem__(self, index: int):
-        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        frames = self.logmels.frames[self.starts[rows, None] + self._offsets]
-        frames = np.asarray(frames, dtype=np.float32)
-        if self.scaler is not None:
+        lo = index * self.batch_size
+        hi = min(lo + self.batch_size, len(self.starts))
+        frames = self._gather(lo, hi)
+        if frames.dtype != np.float32:
+            frames = frames.astype(np.float32)
+        if self.scaler is not None and not self._buffered:
             frames = self.scaler.transform(frames)
         if self.kind == "dense":
-            x = frames.reshape(len(rows), -1)
+            x = frames.reshape(hi - lo, -1)
         else:
             x = frames[..., None]
         return (x, x) if self.targets else x
 
     def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self._rng.shuffle(self._order)
+        if not self.shuffle:
+            return
+        with self._lock:
+            if self._one_block:
+                self._rng.shuffle(self._order)
+                self._epoch += 1
+            else:
+                self._shuffle_blocks()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_lock"] = None
+        for name in ("_buffer", "_buffer_windows", "_delta", "_buffer_clips", "_local_key"):
+            state[name] = None
+        for name in ("_local_starts", "_direct_key", "_frame_windows", "_ordered_starts"):
+            state[name] = None
+        state["_current_block"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = self._new_lock()
+
+    @staticmethod
+    def _new_lock():
+        import threading
+
+        return threading.Lock()
 
 
 def split_clips(n_clips: int, validation_fraction: float, seed: int = 0):
@@ -273,11 +446,14 @@ def fit_autoencoder(
         train_set.on_epoch_end()
     finished = state is not None and (state.get("stopped") or done >= config.epochs)
     if not finished:
+        cap = config.steps_per_epoch
         model.fit(
             train_set,
             validation_data=val_set,
             epochs=config.epochs,
             initial_epoch=done,
+            steps_per_epoch=min(cap, len(train_set)) if cap else None,
+            validation_steps=min(cap, len(val_set)) if cap and val_set is not None else None,
             callbacks=[stopper],
             verbose=verbose,
         )

@@ -37,7 +37,8 @@ def html(tmp_path_factory) -> Path:
         "--nitpick",
         "--keep-going",
     ]
-    env = {**os.environ, "AADLIB_PROFILE": "quick", "MPLBACKEND": "agg"}
+    env = {**os.environ, "AADLIB_PROFILE": "quick"}
+    env.pop("MPLBACKEND", None)  # figures must render inline
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3000)
     reports = out / "_build" / "html" / "reports"
     if result.returncode != 0:

@@ -93,12 +93,12 @@ def test_notebook_runs_top_to_bottom(path, tiny_home, monkeypatch):
     monkeypatch.setenv("AADLIB_PROFILE", "tiny")
     monkeypatch.setenv("AADLIB_HOME", str(tiny_home))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    monkeypatch.setenv("MPLBACKEND", "agg")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
-    client.execute(env=dict(os.environ))
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # figures render inline
+    client.execute(env=env)
     errors = [
         out
         for cell in nb.cells
