@@ -247,11 +247,6 @@ class LogMelSet:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    @property
-    def nbytes(self) -> int:
-        """Size of the frames in bytes."""
-        return int(self.frames.nbytes)
-
     def subset(self, indices) -> LogMelSet:
         """A new set holding the given clips, in that order (copies their frames)."""
         indices = np.asarray(indices, dtype=int)
