@@ -846,17 +846,7 @@ def _format_value(value) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """The table as fixed-width text: what, unit, ours, reference, ratio, peak RSS, target."""
-    shown = [
-        "what",
-        "unit",
-        "ours",
-        "reference",
-        "ratio",
-        "peak_rss_ours_mb",
-        "peak_rss_reference_mb",
-        "target",
-        "met",
-    ]
+    shown = [c for c in COLUMNS if c != "note"]
     heads = {"peak_rss_ours_mb": "RSS ours MB", "peak_rss_reference_mb": "RSS ref MB"}
     cells = [[heads.get(c, c) for c in shown]]
     for row in rows:
