@@ -296,6 +296,7 @@ def task_train(spec: dict) -> dict:
         epochs=1,
         verbose=0,
         callbacks=[timer.callback],
+        shuffle=False,  # as fit_autoencoder: the data set shuffles its windows itself
     )
     return {
         "peak_rss_mb": _peak_rss_mb(),

@@ -456,6 +456,10 @@ def fit_autoencoder(
             validation_steps=min(cap, len(val_set)) if cap and val_set is not None else None,
             callbacks=[stopper],
             verbose=verbose,
+            # The windows are shuffled by WindowDataset, block by block, with the seed.
+            # Keras would also permute the batches, unseeded, and visit the blocks in a
+            # random order, so that a batch could need a new block read every time.
+            shuffle=False,
         )
     stopper.restore_best()
     return pd.DataFrame(stopper.history)

@@ -399,3 +399,29 @@ def test_load_model_uses_safe_mode(tmp_path):
     # The file itself is fine: only safe mode refuses it.
     unsafe = keras.saving.load_model(path, safe_mode=False)
     np.testing.assert_allclose(unsafe.predict(np.ones((1, 4)), verbose=0), 2.0)
+
+
+class _RecordingDataset(WindowDataset):
+    """A WindowDataset that records which batches were asked for, in order."""
+
+    requested: list = []
+
+    def __getitem__(self, index):
+        if self.shuffle:
+            type(self).requested.append(index)
+        return super().__getitem__(index)
+
+
+def test_fit_takes_batches_in_the_datasets_order(monkeypatch):
+    # Keras permutes a PyDataset's batches unless told not to; ours are shuffled already,
+    # block by block, and a random batch order would read a new block for every batch.
+    import aadlib.training as training
+
+    monkeypatch.setattr(training, "WindowDataset", _RecordingDataset)
+    _RecordingDataset.requested = []
+    logmels = _toy_logmels(20, 60)
+    fit_autoencoder(_small_model(), logmels, "dense", _config(epochs=2, batch_size=16), verbose=0)
+    train, _ = split_clips(len(logmels), 0.1, seed=0)
+    n_batches = int(np.ceil(len(train) * (60 - 5 + 1) / 16))
+    # Keras may first peek at a batch or two for their shapes; then two epochs in order.
+    assert _RecordingDataset.requested[-2 * n_batches :] == 2 * list(range(n_batches))
