@@ -22,6 +22,7 @@ __all__ = [
     "plots",
     "pipeline",
     "profiles",
+    "windows",
 ]
 
 

@@ -53,17 +53,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .windows import PAPER_BATCH, PAPER_TRAIN_HOP, SCORE_BATCH, WINDOW_FRAMES
+
 __all__ = ["main", "build_parser", "BenchSettings", "load_reference", "REFERENCE_FILE"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The reference implementation the benchmark compares against.
 REFERENCE_FILE = ROOT / "benchmarks" / "reference_pipeline.py"
 
-#: Frames between training windows (the paper's) and frames per window, per model kind.
-TRAIN_HOP = {"dense": 1, "cnn": 3}
-KINDS_WIDTH = {"dense": 5, "cnn": 32}
-#: Scoring batch sizes, as :func:`aadlib.pipeline.score_machine_type` uses them.
-SCORE_BATCH = {"dense": 512, "cnn": 256}
 
 COLUMNS = [
     "what",
@@ -97,7 +94,7 @@ class BenchSettings:
         "ref_train_steps": {"dense": 20, "cnn": 3},
         "score_clips": {"dense": 200, "cnn": 24},  # test clips scored by each method
         "prepare": True,  # generate (or download) the profile's data first
-        "batch": {"dense": 512, "cnn": 64},  # batch sizes (the paper's)
+        "batch": dict(PAPER_BATCH),  # training batch sizes
         "isolate": True,  # each measurement in a fresh process (False: in this one; tests)
     }
 
@@ -312,7 +309,7 @@ def task_train(spec: dict) -> dict:
 
 def _materialised_bytes(n_frames: np.ndarray, kind: str, hop: int) -> int:
     """Bytes of every vector (Dense) or patch (CNN) of clips of these lengths, float64."""
-    width = KINDS_WIDTH[kind]
+    width = WINDOW_FRAMES[kind]
     n_windows = np.maximum(0, (np.asarray(n_frames) - width) // hop + 1)
     return int(n_windows.sum()) * width * 128 * 8
 
@@ -826,7 +823,7 @@ def bench_machine_type(
 
 
 def _kind(kind: str, settings) -> dict:
-    return {"batch": settings.batch[kind], "hop": TRAIN_HOP[kind]}
+    return {"batch": settings.batch[kind], "hop": PAPER_TRAIN_HOP[kind]}
 
 
 def _format_value(value) -> str:

@@ -100,7 +100,7 @@ def score_clips(
     windows = WindowDataset(logmels, kind, hop, batch_size, targets=False, scaler=scaler)
     empty = np.flatnonzero(windows.windows_per_clip == 0)
     if len(empty):
-        from .training import WINDOW_FRAMES
+        from .windows import WINDOW_FRAMES
 
         names = ", ".join(str(logmels.paths[i]) for i in empty[:3])
         raise ValueError(

@@ -30,6 +30,7 @@ import pandas as pd
 from . import data, features, metrics, models, profiles, reference, training
 from ._io import write_csv, write_text
 from .features import FeatureParams, LogMelSet, Scaler
+from .windows import SCORE_BATCH, WINDOW_FRAMES
 
 __all__ = [
     "prepare_data",
@@ -228,7 +229,7 @@ def score_machine_type(
     root = Path(root) if root else profiles.data_root(profile)
     table, logmels = load_features(root, trained.machine_type, "test", progress=progress)
     hop = profile.dense_score_hop if trained.kind == "dense" else profile.cnn_score_hop
-    batch = 512 if trained.kind == "dense" else 256
+    batch = SCORE_BATCH[trained.kind]
     table = table.assign(
         score=metrics.score_clips(trained.model, logmels, trained.kind, hop, batch, trained.scaler)
     )
@@ -363,7 +364,8 @@ def window_errors(trained: TrainedModel, logmel: np.ndarray, hop: int = 1) -> np
 
     Their mean is the clip's anomaly score (at the same hop).
     """
-    return metrics.reconstruction_errors(trained.model, clip_windows(trained, logmel, hop), 256)
+    inputs = clip_windows(trained, logmel, hop)
+    return metrics.reconstruction_errors(trained.model, inputs, SCORE_BATCH[trained.kind])
 
 
 def error_map(trained: TrainedModel, logmel: np.ndarray, hop: int = 1) -> np.ndarray:
@@ -374,8 +376,10 @@ def error_map(trained: TrainedModel, logmel: np.ndarray, hop: int = 1) -> np.nda
     model fails to rebuild a clip. Chapter 4.
     """
     inputs = clip_windows(trained, logmel, hop)
-    recon = np.asarray(trained.model.predict(inputs, batch_size=256, verbose=0))
-    width = training.WINDOW_FRAMES[trained.kind]
+    recon = np.asarray(
+        trained.model.predict(inputs, batch_size=SCORE_BATCH[trained.kind], verbose=0)
+    )
+    width = WINDOW_FRAMES[trained.kind]
     squared = ((inputs - recon) ** 2).reshape(len(inputs), width, logmel.shape[1])
     total = np.zeros(logmel.shape, dtype=np.float64)
     count = np.zeros(len(logmel), dtype=np.int64)

@@ -95,7 +95,7 @@ def windows_on_spectrogram(
     Chapter 02: a Dense AE vector spans 5 frames, a CNN AE patch 32 frames; both
     cover all 128 mel bins.
     """
-    from .training import WINDOW_FRAMES
+    from .windows import WINDOW_FRAMES
 
     fig, ax = spectrogram(logmel, params, ax=ax, figsize=figsize, title=title)
     frame = params.hop_length / params.sr

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ._io import write_atomic, write_text
 from .features import LogMelSet
+from .windows import PAPER_BATCH, WINDOW_FRAMES
 
 __all__ = [
     "TrainConfig",
@@ -60,14 +61,9 @@ class TrainConfig:
 
 def paper_config(kind: str, **changes) -> TrainConfig:
     """The paper's settings for ``"dense"`` (batch 512) or ``"cnn"`` (batch 64)."""
-    batch = {"dense": 512, "cnn": 64}
-    if kind not in batch:
+    if kind not in PAPER_BATCH:
         raise ValueError(f"unknown model kind {kind!r}; choose 'dense' or 'cnn'")
-    return dataclasses.replace(TrainConfig(batch_size=batch[kind]), **changes)
-
-
-# Window geometry of each model: frames per window and the input layout.
-WINDOW_FRAMES = {"dense": 5, "cnn": 32}
+    return dataclasses.replace(TrainConfig(batch_size=PAPER_BATCH[kind]), **changes)
 
 
 class WindowDataset(keras.utils.PyDataset):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aadlib import bench, metrics, models, training
+from aadlib import bench, metrics, models
 from aadlib.features import FeatureParams, LogMelSet, Scaler, extract_logmels, stack_frames
 from aadlib.training import WindowDataset
 
@@ -308,4 +308,3 @@ def test_window_dataset_pickles(features):
     first = ds[0][0]
     again = pickle.loads(pickle.dumps(ds))
     np.testing.assert_array_equal(again[0][0], first)
-    assert training.WINDOW_FRAMES["dense"] == 5
