@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+#: How the names of files being written start; a killed process may leave some behind.
+TEMPORARY_PREFIX = ".tmp-"
+
 
 def _temporary(path: Path) -> Path:
     # Keep the suffix: Keras and NumPy pick the format from it.
-    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    return path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{path.name}")
 
 
 def write_atomic(path: str | Path, writer) -> Path:
@@ -25,6 +28,10 @@ def write_atomic(path: str | Path, writer) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_text(path: str | Path, text: str) -> Path:

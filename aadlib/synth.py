@@ -85,6 +85,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from aadlib._io import TEMPORARY_PREFIX, write_bytes
 from aadlib.data import DEV_IDS, MACHINE_TYPES, SAMPLE_RATE, clip_filename
 
 __all__ = [
@@ -1038,19 +1039,13 @@ def _check_clip_args(machine_type: str, label: str, split: str, duration) -> Non
 # --------------------------------------------------------------------------- files
 
 
-def _write_atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _write_wav(path: Path, y: np.ndarray) -> None:
     """16-bit PCM WAV, written under a temporary name and renamed, so never half-written."""
     # Quantise here rather than in libsndfile so the bytes do not depend on its version.
     pcm = np.round(np.clip(y, -1.0, 1.0) * _PCM_SCALE).astype(np.int16)
     buffer = io.BytesIO()
     sf.write(buffer, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    _write_atomic_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 @functools.cache
@@ -1180,9 +1175,9 @@ def _prepare_type_dir(type_dir: Path, marker: dict, keys: list[ClipKey], overwri
             path.unlink()
     for split in ("train", "test"):
         (type_dir / split).mkdir(parents=True, exist_ok=True)
-        for tmp in (type_dir / split).glob(".*.tmp"):
+        for tmp in (type_dir / split).glob(f"{TEMPORARY_PREFIX}*"):
             tmp.unlink(missing_ok=True)
-    _write_atomic_bytes(type_dir / STATE_NAME, json.dumps(marker, indent=2).encode())
+    write_bytes(type_dir / STATE_NAME, json.dumps(marker, indent=2).encode())
     return _missing_clips(type_dir, marker["machine_type"], keys) if same_recipe else list(keys)
 
 
@@ -1337,8 +1332,8 @@ def _calibration(pool: ProcessPoolExecutor, job: _TypeJob, seed: int) -> Future:
 def _finish_type(job: _TypeJob, seed: int) -> None:
     """Write the anomaly table and then the marker: the type is complete."""
     table = _anomaly_table(job.machine_type, job.keys, seed)
-    _write_atomic_bytes(job.folder / ANOMALY_TABLE, table.to_csv(index=False).encode())
-    _write_atomic_bytes(job.folder / MARKER_NAME, json.dumps(job.marker, indent=2).encode())
+    write_bytes(job.folder / ANOMALY_TABLE, table.to_csv(index=False).encode())
+    write_bytes(job.folder / MARKER_NAME, json.dumps(job.marker, indent=2).encode())
     (job.folder / STATE_NAME).unlink(missing_ok=True)
 
 

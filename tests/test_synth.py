@@ -288,6 +288,12 @@ def test_marker_written_only_after_completion(tmp_path, monkeypatch):
     written = _files(folder)
     assert 0 < len(written) < MINI_VALVE_CLIPS
 
+    # A killed writer leaves its temporary file behind; the next run removes it.
+    from aadlib._io import _temporary
+
+    stale = _temporary((folder / next(iter(written))).parent / "normal_id_00_99999999.wav")
+    stale.write_bytes(b"half a clip")
+
     rendered = []
 
     def counted(*args):
@@ -301,6 +307,7 @@ def test_marker_written_only_after_completion(tmp_path, monkeypatch):
     finished = _files(folder)
     assert len(finished) == MINI_VALVE_CLIPS
     assert all(finished[name] == data for name, data in written.items())
+    assert not stale.exists()
 
     rendered.clear()
     synth.generate_dataset(tmp_path, MINI, ["valve"], n_jobs=1, progress=False)
