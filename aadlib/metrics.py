@@ -45,6 +45,25 @@ PAUC_DEFINITIONS = ("mcclish", "dcase")
 _ERROR_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+class _WindowErrors:
+    """The MSE of each window of a batch and its reconstruction by a model.
+
+    A callable object rather than a closure: TensorFlow counts the traces of closures that
+    share their code as retracing of one function and warns after a few models.
+    """
+
+    def __init__(self, model, n_axes: int):
+        # A weak reference, so the cached function does not keep its model alive.
+        self.model = weakref.ref(model)
+        self.axes = list(range(1, n_axes))
+
+    def __call__(self, x):
+        import tensorflow as tf
+
+        squared = tf.math.squared_difference(x, self.model()(x, training=False))
+        return tf.reduce_mean(squared, axis=self.axes)
+
+
 def _errors_function(model):
     """A ``tf.function`` returning the MSE of each window of a batch and its reconstruction.
 
@@ -57,14 +76,10 @@ def _errors_function(model):
         import tensorflow as tf
 
         shape = [None, *model.input_shape[1:]]
-        # A weak reference, so the cached function does not keep its model alive.
-        model_ref = weakref.ref(model)
-
-        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
-        def function(x):
-            squared = tf.math.squared_difference(x, model_ref()(x, training=False))
-            return tf.reduce_mean(squared, axis=list(range(1, len(shape))))
-
+        function = tf.function(
+            _WindowErrors(model, len(shape)),
+            input_signature=[tf.TensorSpec(shape, tf.float32)],
+        )
         _ERROR_FUNCTIONS[model] = function
     return function
 

@@ -377,3 +377,24 @@ def test_reconstruction_errors_in_batches_and_freed_with_the_model():
     del model
     gc.collect()
     assert alive() is None  # the cached compiled function does not keep its model alive
+
+
+def test_scoring_many_models_does_not_warn_of_retracing():
+    # Chapter 5 scores twelve models; TensorFlow warns when "one" function retraces often.
+    import io
+    import logging
+
+    import tensorflow as tf
+
+    from aadlib.models import build_dense_ae
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    tf.get_logger().addHandler(handler)
+    try:
+        x = np.random.default_rng(8).standard_normal((10, 640)).astype(np.float32)
+        for _ in range(8):
+            reconstruction_errors(build_dense_ae(hidden_units=16, n_hidden=1), x)
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert "retracing" not in stream.getvalue()
