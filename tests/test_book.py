@@ -68,7 +68,9 @@ def test_every_chapter_page_exists(html):
 def test_chapter_pages_show_their_outputs(html, chapter):
     page = (html / f"{chapter}.html").read_text(encoding="utf-8")
     assert "Traceback" not in page and 'class="output error"' not in page
-    assert "Error" not in re.findall(r'<div class="output [^"]*stderr', page)
+    # Library warnings printed into an output (e.g. TensorFlow's retracing warning) are
+    # noise for the reader; the book's configuration drops stderr, these came elsewhere.
+    assert not re.findall(r"WARNING:\w+:|\w+Warning:", page)
     figures = re.findall(r'<img [^>]*src="(?:\.\./)?_images/[^"]+\.png"', page)
     assert len(figures) >= 2, f"{chapter}: figures missing"
     for src in re.findall(r'src="((?:\.\./)?_images/[^"]+)"', page):
