@@ -925,46 +925,29 @@ def main(args) -> int:
     try:
         for machine_type in types:
             rows += bench_machine_type(root, machine_type, work, settings, profile)
-        if getattr(args, "skip_book", False):
-            rows.append(
-                _row(
-                    "book: cold build / cached rebuild",
-                    "s",
-                    None,
-                    None,
-                    ratio="",
-                    note="skipped (--skip-book)",
-                )
-            )
-        else:
+        book, skipped = [], "skipped (--skip-book)"
+        if not getattr(args, "skip_book", False):
             _say("book: cold build, then a rebuild (jupyter-book, quick profile)")
             book = time_book(work)
-            if not book:
-                rows.append(
-                    _row(
-                        "book: cold build / cached rebuild",
-                        "s",
-                        None,
-                        None,
-                        ratio="",
-                        note="skipped: no _config.yml in the repository",
-                    )
-                )
-            for run in book:
-                if "seconds" not in run:
-                    rows.append(_row(run["what"], "s", None, None, ratio="", note=run["note"]))
-                    continue
-                note = (
-                    "fresh copy, execution cache and AADLIB_HOME"
-                    if "cold" in run["what"]
-                    else "nothing changed: notebooks come from the execution cache"
-                )
-                if not run["ok"]:
-                    note = "FAILED: " + run["log"][-300:].replace("\n", " ")
-                rows.append(_row(run["what"], "s", run["seconds"], None, ratio="", note=note))
-            if len(book) == 2 and "seconds" in book[1]:
-                rows[-1]["ratio"] = book[0]["seconds"] / book[1]["seconds"]
-                rows[-1]["note"] += " (ratio: the cold build's time over this one)"
+            skipped = "skipped: no _config.yml in the repository"
+        if not book:
+            what = "book: cold build / cached rebuild"
+            rows.append(_row(what, "s", None, None, ratio="", note=skipped))
+        for run in book:
+            if "seconds" not in run:
+                rows.append(_row(run["what"], "s", None, None, ratio="", note=run["note"]))
+                continue
+            note = (
+                "fresh copy, execution cache and AADLIB_HOME"
+                if "cold" in run["what"]
+                else "nothing changed: notebooks come from the execution cache"
+            )
+            if not run["ok"]:
+                note = "FAILED: " + run["log"][-300:].replace("\n", " ")
+            rows.append(_row(run["what"], "s", run["seconds"], None, ratio="", note=note))
+        if len(book) == 2 and "seconds" in book[1]:
+            rows[-1]["ratio"] = book[0]["seconds"] / book[1]["seconds"]
+            rows[-1]["note"] += " (ratio: the cold build's time over this one)"
     finally:
         if getattr(args, "work", None) is None:
             shutil.rmtree(work, ignore_errors=True)
