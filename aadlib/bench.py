@@ -205,7 +205,7 @@ def _round_rates(produce, n_batches: int, start: int, n_total: int):
 
 def task_input(spec: dict) -> dict:
     """Throughput of the training batches: ours against the reference generator."""
-    from .features import Scaler
+    from .features import Scaler, frame_windows
     from .training import WindowDataset
 
     ref = load_reference()
@@ -223,10 +223,8 @@ def task_input(spec: dict) -> dict:
     # The floor: a bare NumPy gather of random windows from one block of frames already
     # in memory, with no normalising and no bookkeeping. Like the reference's copies, it
     # is bound by memory bandwidth; no pipeline that gathers the same windows beats it.
-    from numpy.lib.stride_tricks import sliding_window_view
-
     block = np.array(logmels.frames[: WindowDataset.block_bytes // ours._row_bytes])
-    bare = sliding_window_view(block, (ours.width, block.shape[1]))[:, 0]
+    bare = frame_windows(block, ours.width)
     picks = np.random.default_rng(0).integers(0, len(bare), (n_ours, min(batch, len(bare))))
     _round_rates(lambda i: bare[picks[i]], 3, 0, n_ours)
     rates_ours, rates_ref, rates_floor = [], [], []

@@ -28,6 +28,7 @@ __all__ = [
     "FeatureParams",
     "log_mel",
     "mel_filterbank",
+    "frame_windows",
     "stack_frames",
     "dense_vectors",
     "cnn_patches",
@@ -95,6 +96,19 @@ def log_mel(y: np.ndarray, params: FeatureParams = FeatureParams()) -> np.ndarra
     return np.ascontiguousarray(out.T, dtype=np.float32)
 
 
+def frame_windows(logmel: np.ndarray, n_frames: int, hop: int = 1) -> np.ndarray:
+    """Windows of ``n_frames`` consecutive frames, one every ``hop`` frames.
+
+    Returns a read-only strided view ``(n_windows, n_frames, n_mels)`` when the input
+    is C-contiguous, so no frame is copied; no window when the clip is too short.
+    """
+    logmel = np.ascontiguousarray(logmel)
+    n, n_mels = logmel.shape
+    if n < n_frames:
+        return np.empty((0, n_frames, n_mels), dtype=logmel.dtype)
+    return sliding_window_view(logmel, (n_frames, n_mels))[::hop, 0]
+
+
 def stack_frames(logmel: np.ndarray, n_frames: int = 5, hop: int = 1) -> np.ndarray:
     """Concatenate ``n_frames`` consecutive frames into one vector, every ``hop`` frames.
 
@@ -102,12 +116,8 @@ def stack_frames(logmel: np.ndarray, n_frames: int = 5, hop: int = 1) -> np.ndar
     input is C-contiguous, so no frame is copied. Vector ``t`` is
     ``[frame t, frame t+1, ..., frame t+n_frames-1]``.
     """
-    logmel = np.ascontiguousarray(logmel)
-    n, n_mels = logmel.shape
-    if n < n_frames:
-        return np.empty((0, n_frames * n_mels), dtype=logmel.dtype)
-    windows = sliding_window_view(logmel, (n_frames, n_mels))[::hop, 0]
-    return windows.reshape(windows.shape[0], n_frames * n_mels)
+    windows = frame_windows(logmel, n_frames, hop)
+    return windows.reshape(len(windows), n_frames * windows.shape[2])
 
 
 def dense_vectors(
@@ -145,11 +155,7 @@ def cnn_patches(logmel: np.ndarray, n_frames: int = 32, hop: int = 3) -> np.ndar
     Returns a read-only strided view ``(n_patches, n_frames, n_mels)``; the authors'
     code takes a patch every 3 frames (about 100 ms).
     """
-    logmel = np.ascontiguousarray(logmel)
-    n, n_mels = logmel.shape
-    if n < n_frames:
-        return np.empty((0, n_frames, n_mels), dtype=logmel.dtype)
-    return sliding_window_view(logmel, (n_frames, n_mels))[::hop, 0]
+    return frame_windows(logmel, n_frames, hop)
 
 
 @dataclass

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import write_atomic, write_text
-from .features import LogMelSet
+from .features import LogMelSet, frame_windows
 from .windows import PAPER_BATCH, WINDOW_FRAMES
 
 __all__ = [
@@ -204,9 +204,7 @@ class WindowDataset(keras.utils.PyDataset):
 
     def _windows_of(self, frames: np.ndarray) -> np.ndarray:
         """Every window of ``frames`` as a read-only strided view (nothing copied)."""
-        from numpy.lib.stride_tricks import sliding_window_view
-
-        return sliding_window_view(frames, (self.width, frames.shape[1]))[:, 0]
+        return frame_windows(frames, self.width)
 
     def _load(self, block: int) -> None:
         """Make block ``block`` of this epoch's order readable from the buffer."""
