@@ -190,8 +190,12 @@ class Scaler:
         std[std < 1e-6] = 1.0
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
-    def transform(self, logmel: np.ndarray) -> np.ndarray:
-        return ((logmel - self.mean) / self.std).astype(np.float32)
+    def transform(self, logmel: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``(logmel - mean) / std`` in float32; into ``out`` (may be ``logmel``) if given."""
+        if out is None:
+            return ((logmel - self.mean) / self.std).astype(np.float32)
+        np.subtract(logmel, self.mean, out=out)
+        return np.divide(out, self.std, out=out)
 
     def save(self, path: str | Path) -> Path:
         """Write ``mean`` and ``std`` to an ``.npz`` file, atomically."""

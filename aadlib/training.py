@@ -235,13 +235,7 @@ class WindowDataset(keras.utils.PyDataset):
 
     def _normalise_in_place(self, frames: np.ndarray) -> None:
         """Apply the scaler to one clip's frames in the buffer, just read (still cached)."""
-        mean, std = getattr(self.scaler, "mean", None), getattr(self.scaler, "std", None)
-        if all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in (mean, std)):
-            # Scaler.transform's arithmetic, in place (the same float32 numbers).
-            np.subtract(frames, mean, out=frames)
-            np.divide(frames, std, out=frames)
-        else:
-            frames[...] = self.scaler.transform(frames)
+        self.scaler.transform(frames, out=frames)
 
     def _gather(self, lo: int, hi: int) -> np.ndarray:
         """Frames ``(hi - lo, width, n_mels)`` of the windows at ``lo:hi`` in the order."""

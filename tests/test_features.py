@@ -395,3 +395,13 @@ def test_extract_logmels_bad_file_names_it(clips, tmp_path, n_jobs):
     with pytest.raises(AudioError) as info:
         extract_logmels([*clips, bad], n_jobs=n_jobs, progress=False)
     assert str(bad) in str(info.value)
+
+
+def test_scaler_transform_in_place_gives_the_same_numbers():
+    rng = np.random.default_rng(3)
+    clips = [rng.normal(-40, 12, (50, 128)).astype(np.float32) for _ in range(3)]
+    scaler = Scaler.fit(clips)
+    frames = clips[0].copy()
+    expected = scaler.transform(frames)
+    assert scaler.transform(frames, out=frames) is frames
+    np.testing.assert_array_equal(frames, expected)
