@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .windows import PAPER_BATCH, PAPER_TRAIN_HOP, SCORE_BATCH, WINDOW_FRAMES
+from .windows import PAPER_BATCH, PAPER_HOP, SCORE_BATCH, WINDOW_FRAMES
 
 __all__ = ["main", "build_parser", "BenchSettings", "load_reference", "REFERENCE_FILE"]
 
@@ -844,7 +844,7 @@ def bench_machine_type(
 
 
 def _kind(kind: str, settings) -> dict:
-    return {"batch": settings.batch[kind], "hop": PAPER_TRAIN_HOP[kind]}
+    return {"batch": settings.batch[kind], "hop": PAPER_HOP[kind]}
 
 
 def _format_value(value) -> str:

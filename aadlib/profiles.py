@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .windows import PAPER_TRAIN_HOP
+from .windows import PAPER_HOP
 
 __all__ = [
     "Profile",
@@ -98,10 +98,10 @@ _PAPER = dict(
     dense_epochs=100,
     cnn_epochs=100,
     patience=10,
-    dense_train_hop=PAPER_TRAIN_HOP["dense"],
-    cnn_train_hop=PAPER_TRAIN_HOP["cnn"],
-    dense_score_hop=PAPER_TRAIN_HOP["dense"],
-    cnn_score_hop=PAPER_TRAIN_HOP["cnn"],
+    dense_train_hop=PAPER_HOP["dense"],
+    cnn_train_hop=PAPER_HOP["cnn"],
+    dense_score_hop=PAPER_HOP["dense"],
+    cnn_score_hop=PAPER_HOP["cnn"],
 )
 
 PROFILES: dict[str, Profile] = {
