@@ -9,7 +9,8 @@ without improvement of the validation loss, keeping the best weights; batch size
 512 for the Dense AE and 64 for the CNN AE.
 
 Inputs are never materialised: :class:`WindowDataset` gathers each batch of
-5-frame vectors or 32-frame patches from the clips' log-mel frames by index.
+5-frame vectors or 32-frame patches from the clips' log-mel frames by index, and feeds
+them to Keras as a ``tf.data`` pipeline.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "paper_config",
     "WindowDataset",
     "split_clips",
+    "training_windows",
     "fit_autoencoder",
     "save_model",
     "load_model",
@@ -94,16 +96,19 @@ class WindowDataset(keras.utils.PyDataset):
     A batch is one vectorised gather from a strided view of the frames: no window is
     stored anywhere but in its batch. Memory stays bounded whatever the data set's size.
     The windows are visited block by block, a block being the windows of clips that
-    hold at most :attr:`block_bytes` of frames. For frames memory-mapped from the feature
-    cache, the pages read are released from the process each time the order moves on to
-    the next block (:meth:`aadlib.features.LogMelSet.release_memory`), so it holds about
-    one block of them. With a ``scaler``, each block is read into a buffer (plain file
-    reads for mapped frames) and normalised there once: a frame belongs to up to 32
-    patches, so this is cheaper than normalising every batch, with the same numbers.
-    With ``shuffle``, each epoch permutes the clips, cuts them into blocks and shuffles
-    the windows within each block (a shuffle buffer of a few hundred clips); when all
-    the frames fit in one block, as in the quick and tiny profiles, that is a shuffle of
-    all the windows.
+    hold at most :attr:`block_bytes` of frames. Each block is read into memory (plain
+    file reads for frames memory-mapped from the feature cache, so they never count
+    towards the process's resident memory) and normalised there once, clip by clip:
+    a frame belongs to up to 32 patches, so this is cheaper than normalising every
+    batch, with the same numbers. With ``shuffle``, each epoch permutes the clips, cuts
+    them into blocks and shuffles the windows within each block (a shuffle buffer of a
+    few hundred clips); when all the frames fit in one block, as in the quick and tiny
+    profiles, that is a shuffle of all the windows.
+
+    Indexing (``dataset[i]``, the :class:`keras.utils.PyDataset` protocol) gives NumPy
+    batches. :meth:`as_tf_dataset` gives the same batches as a ``tf.data`` pipeline that
+    hands each block to TensorFlow once and gathers its batches in TensorFlow's own
+    threads: that is what :func:`fit_autoencoder` trains on.
     """
 
     #: Most bytes of frames in one block (see Notes).
@@ -140,32 +145,24 @@ class WindowDataset(keras.utils.PyDataset):
         self.clip_of_window = np.concatenate(owners) if owners else np.zeros(0, np.int64)
         self.windows_per_clip = np.bincount(self.clip_of_window, minlength=len(self.clips))
         self._rng = np.random.default_rng(seed)
-        self._order = np.arange(len(self.starts))
 
         frames = logmels.frames
-        self._row_bytes = frames.itemsize * frames.shape[1]
+        self._n_mels = frames.shape[1]
+        self._row_bytes = frames.itemsize * self._n_mels
         self._clip_frames = np.asarray(logmels.lengths, dtype=np.int64)[self.clips]
         self._first_window = np.concatenate([[0], np.cumsum(self.windows_per_clip)])
         with_windows = np.flatnonzero(self.windows_per_clip)
         self._one_block = bool(
             self._clip_frames[with_windows].sum() * self._row_bytes <= self.block_bytes
         )
-        mapping = getattr(logmels, "_mapping", None)
-        mapped = mapping is not None and mapping() is not None
-        # With a scaler, each block is read into a buffer and normalised there once.
-        self._buffered = scaler is not None and hasattr(logmels, "read_clips")
-        # Without, windows come straight from the memory-mapped frames, whose pages are
-        # released from this process each time the order moves on to another block.
-        self._release = mapped and not self._one_block and not self._buffered
         self._lock = self._new_lock()
         self._clear()
         if shuffle and self._one_block:
-            self._rng.shuffle(self._order)
-            self._set_blocks([with_windows])
+            self._set_order(self._rng.permutation(len(self.starts)), [with_windows])
         elif shuffle:
             self._shuffle_blocks()
         else:
-            self._set_blocks(self._cut(with_windows))
+            self._set_order(np.arange(len(self.starts)), self._cut(with_windows))
 
     # -- the window order: blocks of clips ------------------------------------------------
 
@@ -177,10 +174,14 @@ class WindowDataset(keras.utils.PyDataset):
         block = (np.cumsum(sizes) - sizes) // self.block_bytes
         return np.split(positions, np.flatnonzero(np.diff(block)) + 1)
 
-    def _set_blocks(self, blocks: list[np.ndarray]) -> None:
-        self._blocks = blocks
+    def _set_order(self, order: np.ndarray, blocks: list[np.ndarray]) -> None:
+        """Make ``order`` (window indices) and its ``blocks`` (clip positions) the epoch's.
+
+        Each epoch gets new arrays, never changed afterwards, so that a pass over the
+        data that is still running keeps the order it started with.
+        """
         sizes = [int(self.windows_per_clip[b].sum()) for b in blocks]
-        self._block_bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._plan = (order, blocks, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
         self._epoch += 1
 
     def _shuffle_blocks(self) -> None:
@@ -188,80 +189,89 @@ class WindowDataset(keras.utils.PyDataset):
         counts = self.windows_per_clip[positions]
         first = np.repeat(self._first_window[positions] - (np.cumsum(counts) - counts), counts)
         order = first + np.arange(counts.sum(), dtype=np.int64)
-        self._set_blocks(self._cut(positions))
-        for start, stop in zip(self._block_bounds[:-1], self._block_bounds[1:]):
+        blocks = self._cut(positions)
+        sizes = np.cumsum([0] + [int(self.windows_per_clip[b].sum()) for b in blocks])
+        for start, stop in zip(sizes[:-1], sizes[1:]):
             self._rng.shuffle(order[start:stop])
-        self._order = order
+        self._set_order(order, blocks)
+
+    def _next_epoch(self) -> None:
+        if self._one_block:
+            self._set_order(self._rng.permutation(self._plan[0]), self._plan[1])
+        else:
+            self._shuffle_blocks()
 
     # -- reading frames -------------------------------------------------------------------
 
     def _clear(self) -> None:
-        self._epoch = 0
-        self._buffer = self._buffer_windows = self._delta = self._buffer_clips = None
-        self._local_key = self._local_starts = None
-        self._direct_key = self._frame_windows = self._ordered_starts = None
-        self._current_block = None
+        self._epoch = self._passes = 0
+        self._buffer = self._cached = None
 
-    def _windows_of(self, frames: np.ndarray) -> np.ndarray:
-        """Every window of ``frames`` as a read-only strided view (nothing copied)."""
-        return frame_windows(frames, self.width)
+    def _read_block(self, positions: np.ndarray, out: np.ndarray | None = None):
+        """The frames of the clips at ``positions``, one after the other, normalised.
 
-    def _load(self, block: int) -> None:
-        """Make block ``block`` of this epoch's order readable from the buffer."""
-        if self._local_key == (self._epoch, block):
-            return
-        positions = self._blocks[block]
-        if self._buffer_clips is None or not np.array_equal(self._buffer_clips, positions):
-            clip_ids = self.clips[positions]
-            lengths = self._clip_frames[positions]
-            total = int(lengths.sum())
-            if self._buffer is None or len(self._buffer) < total:
-                capacity = max(total, self.block_bytes // self._row_bytes)
-                n_mels = self.logmels.frames.shape[1]
-                self._buffer = np.empty((capacity, n_mels), dtype=np.float32)
-                self._delta = np.zeros(len(self.clips), dtype=np.int64)
-            self._buffer_clips = None
-            buffer = self.logmels.read_clips(
-                clip_ids, out=self._buffer[:total], each=self._normalise_in_place
-            )
-            in_buffer = np.cumsum(lengths) - lengths
-            self._delta[positions] = in_buffer - self.logmels.offsets[clip_ids]
-            self._buffer_windows = self._windows_of(buffer)
-            self._buffer_clips = positions
-        # Where each of the block's windows starts in the buffer, in this epoch's order.
-        rows = self._order[self._block_bounds[block] : self._block_bounds[block + 1]]
-        self._local_starts = self.starts[rows] + self._delta[self.clip_of_window[rows]]
-        self._local_key = (self._epoch, block)
+        Returns the frames (in ``out`` when given) and, for every clip position, what
+        to add to a window's start in the full frame array to find it in these frames.
+        """
+        clip_ids = self.clips[positions]
+        lengths = self._clip_frames[positions]
+        if out is not None:
+            out = out[: int(lengths.sum())]
+        each = None if self.scaler is None else self._normalise_in_place
+        frames = self.logmels.read_clips(clip_ids, out=out, each=each)
+        shift = np.zeros(len(self.clips), dtype=np.int64)
+        shift[positions] = np.cumsum(lengths) - lengths - self.logmels.offsets[clip_ids]
+        return frames, shift
 
     def _normalise_in_place(self, frames: np.ndarray) -> None:
-        """Apply the scaler to one clip's frames in the buffer, just read (still cached)."""
+        """Apply the scaler to one clip's frames just read (still in the CPU's cache)."""
         self.scaler.transform(frames, out=frames)
+
+    def _local_starts(self, rows: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """Where the windows ``rows`` start in the frames of their block."""
+        return self.starts[rows] + shift[self.clip_of_window[rows]]
+
+    def _block(self, block: int):
+        """Frames of block ``block`` of this epoch and its windows' starts there, in order.
+
+        The last block read stays in one reused buffer, for the NumPy batches.
+        """
+        key = (self._epoch, block)
+        if self._cached is None or self._cached[0] != key:
+            order, blocks, bounds = self._plan
+            positions = blocks[block]
+            if self._cached is None or not np.array_equal(self._cached[1], positions):
+                total = int(self._clip_frames[positions].sum())
+                if self._buffer is None or len(self._buffer) < total:
+                    rows = max(total, self.block_bytes // self._row_bytes)
+                    self._buffer = np.empty((rows, self._n_mels), dtype=np.float32)
+                frames, shift = self._read_block(positions, out=self._buffer)
+                windows = frame_windows(frames, self.width)
+            else:  # the same clips as the block read last (an unshuffled set, next epoch)
+                _, _, windows, shift, _ = self._cached
+            local = self._local_starts(order[bounds[block] : bounds[block + 1]], shift)
+            self._cached = (key, positions, windows, shift, local)
+        return self._cached[2], self._cached[4]
 
     def _gather(self, lo: int, hi: int) -> np.ndarray:
         """Frames ``(hi - lo, width, n_mels)`` of the windows at ``lo:hi`` in the order."""
         with self._lock:
-            if not self._buffered:
-                if self._frame_windows is None:
-                    self._frame_windows = self._windows_of(np.asarray(self.logmels.frames))
-                if self._direct_key != self._epoch:
-                    self._ordered_starts = self.starts[self._order]
-                    self._direct_key = self._epoch
-                if self._release:
-                    block = (self._epoch, int(np.searchsorted(self._block_bounds, hi - 1, "right")))
-                    if block != self._current_block:
-                        self.logmels.release_memory()
-                        self._current_block = block
-                return self._frame_windows[self._ordered_starts[lo:hi]]
-            first = int(np.searchsorted(self._block_bounds, lo, side="right")) - 1
-            last = int(np.searchsorted(self._block_bounds, hi - 1, side="right")) - 1
+            bounds = self._plan[2]
+            first = int(np.searchsorted(bounds, lo, side="right")) - 1
+            last = int(np.searchsorted(bounds, hi - 1, side="right")) - 1
             parts = []
             for block in range(first, last + 1):
-                begin = int(self._block_bounds[block])
+                begin = int(bounds[block])
                 a = max(lo, begin) - begin
-                b = min(hi, int(self._block_bounds[block + 1])) - begin
-                self._load(block)
-                parts.append(self._buffer_windows[self._local_starts[a:b]])
+                b = min(hi, int(bounds[block + 1])) - begin
+                windows, local = self._block(block)
+                parts.append(windows[local[a:b]])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _shape_batch(self, frames: np.ndarray):
+        """``(n, width, n_mels)`` frames as the model's input, with the target if asked."""
+        x = frames.reshape(len(frames), -1) if self.kind == "dense" else frames[..., None]
+        return (x, x) if self.targets else x
 
     # -- keras.utils.PyDataset ------------------------------------------------------------
 
@@ -271,35 +281,98 @@ class WindowDataset(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         lo = index * self.batch_size
         hi = min(lo + self.batch_size, len(self.starts))
-        frames = self._gather(lo, hi)
-        if frames.dtype != np.float32:
-            frames = frames.astype(np.float32)
-        if self.scaler is not None and not self._buffered:
-            frames = self.scaler.transform(frames)
-        if self.kind == "dense":
-            x = frames.reshape(hi - lo, -1)
-        else:
-            x = frames[..., None]
-        return (x, x) if self.targets else x
+        return self._shape_batch(self._gather(lo, hi))
 
     def on_epoch_end(self) -> None:
-        if not self.shuffle:
-            return
+        if self.shuffle:
+            with self._lock:
+                self._next_epoch()
+
+    # -- tf.data --------------------------------------------------------------------------
+
+    def as_tf_dataset(self):
+        """The same batches as ``[self[i] for i in range(len(self))]``, as a ``tf.data.Dataset``.
+
+        Each pass over the dataset is one epoch; with ``shuffle``, every pass after the
+        first starts a new epoch's order (as :meth:`on_epoch_end` does). Python hands
+        TensorFlow one block of frames at a time (the next one is read while the current
+        one is served) and TensorFlow gathers the batches from it in parallel threads,
+        in order. Fed to ``fit``, this costs a fraction of a millisecond a batch, where
+        Keras's ``PyDataset`` adapter calls Python for every batch and copies it twice.
+        """
+        import tensorflow as tf
+
+        offsets = tf.range(self.width, dtype=tf.int32)
+        n_mels, width = self._n_mels, self.width
+
+        def batches_of(frames, starts):
+            def gather(batch_starts):
+                x = tf.gather(frames, batch_starts[:, None] + offsets)
+                if self.kind == "dense":
+                    x = tf.reshape(x, (-1, width * n_mels))
+                else:
+                    x = x[..., None]
+                return (x, x) if self.targets else x
+
+            rows = tf.data.Dataset.from_tensor_slices(starts)
+            return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+        signature = (
+            tf.TensorSpec((None, n_mels), tf.float32),
+            tf.TensorSpec((None, None), tf.int32),
+        )
+        pieces = tf.data.Dataset.from_generator(self._pass, output_signature=signature)
+        dataset = pieces.prefetch(1).flat_map(batches_of)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def _pass(self):
+        """One epoch as ``(frames, starts)`` pieces: row ``j`` of ``starts`` is a batch.
+
+        A block's whole batches share one piece holding its frames. A batch that spans
+        two blocks, or the epoch's last, shorter batch, is gathered here and sent as a
+        piece of its own (its windows laid end to end).
+        """
         with self._lock:
-            if self._one_block:
-                self._rng.shuffle(self._order)
-                self._epoch += 1
-            else:
-                self._shuffle_blocks()
+            if self._passes and self.shuffle:
+                self._next_epoch()
+            self._passes += 1
+            order, blocks, bounds = self._plan
+        size, width = self.batch_size, self.width
+        pending = []  # windows of a batch begun in an earlier block
+
+        def loose(parts):
+            windows = np.concatenate(parts)
+            starts = width * np.arange(len(windows), dtype=np.int32)
+            return windows.reshape(-1, self._n_mels), starts[None]
+
+        for block, positions in enumerate(blocks):
+            begin, end = int(bounds[block]), int(bounds[block + 1])
+            rows = int(self._clip_frames[positions].sum())
+            frames, shift = self._read_block(positions, out=_aligned_frames(rows, self._n_mels))
+            local = self._local_starts(order[begin:end], shift).astype(np.int32)
+            windows = frame_windows(frames, width)
+            done = 0
+            if pending:
+                done = min(size - sum(map(len, pending)), len(local))
+                pending.append(windows[local[:done]])
+                if sum(map(len, pending)) == size:
+                    yield loose(pending)
+                    pending = []
+            whole = (len(local) - done) // size
+            if whole:
+                yield frames, local[done : done + whole * size].reshape(whole, size)
+            done += whole * size
+            if done < len(local):
+                pending.append(windows[local[done:]])
+        if pending:
+            yield loose(pending)
+
+    # -- pickling (Keras' multiprocessing workers) ---------------------------------------
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_lock"] = None
-        for name in ("_buffer", "_buffer_windows", "_delta", "_buffer_clips", "_local_key"):
-            state[name] = None
-        for name in ("_local_starts", "_direct_key", "_frame_windows", "_ordered_starts"):
-            state[name] = None
-        state["_current_block"] = None
+        state["_lock"] = state["_buffer"] = state["_cached"] = None
         return state
 
     def __setstate__(self, state):
@@ -311,6 +384,39 @@ class WindowDataset(keras.utils.PyDataset):
         import threading
 
         return threading.Lock()
+
+
+def _aligned_frames(rows: int, n_mels: int) -> np.ndarray:
+    """A new ``(rows, n_mels)`` float32 array at a 64-byte boundary.
+
+    TensorFlow takes such an array from Python without copying it (others it copies),
+    so a block handed to ``tf.data`` costs neither the copy nor the memory of a second
+    block. Nothing may write to the array once it is handed over.
+    """
+    size = rows * n_mels * 4
+    raw = np.empty(size + 64, dtype=np.uint8)
+    skip = -raw.ctypes.data % 64
+    return raw[skip : skip + size].view(np.float32).reshape(rows, n_mels)
+
+
+def training_windows(
+    logmels: LogMelSet, kind: str, config: TrainConfig, *, hop: int = 1, scaler=None
+) -> tuple[WindowDataset, WindowDataset | None]:
+    """The training and validation windows :func:`fit_autoencoder` trains on.
+
+    The clips are split with :func:`split_clips`; the training windows are shuffled
+    with ``config.seed``. The validation set is ``None`` without validation clips.
+    """
+    train_idx, val_idx = split_clips(len(logmels), config.validation_fraction, config.seed)
+    common = dict(kind=kind, hop=hop, batch_size=config.batch_size, scaler=scaler)
+    train_set = WindowDataset(logmels, clips=train_idx, shuffle=True, seed=config.seed, **common)
+    if len(train_set) == 0:
+        raise ValueError(
+            f"no {kind} training windows: every clip is shorter than "
+            f"{WINDOW_FRAMES[kind]} frames; use longer clips."
+        )
+    val_set = WindowDataset(logmels, clips=val_idx, **common) if len(val_idx) else None
+    return train_set, val_set
 
 
 def split_clips(n_clips: int, validation_fraction: float, seed: int = 0):
@@ -421,15 +527,7 @@ def fit_autoencoder(
     if state is not None:
         _resume_from(model, run_dir / "last.keras")
 
-    train_idx, val_idx = split_clips(len(logmels), config.validation_fraction, config.seed)
-    common = dict(kind=kind, hop=hop, batch_size=config.batch_size, scaler=scaler)
-    train_set = WindowDataset(logmels, clips=train_idx, shuffle=True, seed=config.seed, **common)
-    if len(train_set) == 0:
-        raise ValueError(
-            f"no {kind} training windows: every clip is shorter than "
-            f"{WINDOW_FRAMES[kind]} frames; use longer clips."
-        )
-    val_set = WindowDataset(logmels, clips=val_idx, **common) if len(val_idx) else None
+    train_set, val_set = training_windows(logmels, kind, config, hop=hop, scaler=scaler)
 
     stopper = ResumableEarlyStopping(run_dir, config.patience, config.min_delta, state)
     stopper.set_model(model)  # also when no epoch is left to run
@@ -439,18 +537,17 @@ def fit_autoencoder(
     finished = state is not None and (state.get("stopped") or done >= config.epochs)
     if not finished:
         cap = config.steps_per_epoch
+        # Each pass over the training dataset is an epoch, shuffled block by block with
+        # the seed (shuffle=False: Keras could not reorder a tf.data dataset anyway).
         model.fit(
-            train_set,
-            validation_data=val_set,
+            train_set.as_tf_dataset(),
+            validation_data=val_set.as_tf_dataset() if val_set is not None else None,
             epochs=config.epochs,
             initial_epoch=done,
             steps_per_epoch=min(cap, len(train_set)) if cap else None,
             validation_steps=min(cap, len(val_set)) if cap and val_set is not None else None,
             callbacks=[stopper],
             verbose=verbose,
-            # The windows are shuffled by WindowDataset, block by block, with the seed.
-            # Keras would also permute the batches, unseeded, and visit the blocks in a
-            # random order, so that a batch could need a new block read every time.
             shuffle=False,
         )
     stopper.restore_best()

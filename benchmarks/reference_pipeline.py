@@ -13,6 +13,9 @@ the public code of the paper's authors (and the DCASE 2020 Task 2 baseline it gr
   ``(n_clips, n_frames, n_mels)`` (normalised beforehand), and a ``keras.utils.Sequence``
   style generator that crops each 32-frame patch of a batch one by one in a Python loop.
   :func:`materialise_patches` also builds the array of every patch, for the memory figure.
+* **Feeding Keras**: ``fit`` receives the generator as Keras 3 receives any
+  ``keras.utils.PyDataset`` (one worker, no multiprocessing): a
+  ``tf.data.Dataset.from_generator`` over its batches, prefetched (:func:`keras_feed`).
 * **Scoring**: per test clip, ``model.predict`` on that clip's vectors or patches and the
   mean of their squared errors.
 
@@ -40,6 +43,7 @@ __all__ = [
     "stack_clips",
     "window_list",
     "ReferenceGenerator",
+    "keras_feed",
     "reference_scores",
 ]
 
@@ -168,6 +172,30 @@ class ReferenceGenerator:
         else:
             x = x.reshape(len(clips), self.width, self.data.shape[2], 1)
         return x, x
+
+
+def keras_feed(generator):
+    """The generator's batches as ``fit`` receives them: a ``tf.data.Dataset``.
+
+    This is what Keras 3 does with a ``keras.utils.PyDataset`` given to ``fit`` with one
+    worker (``PyDatasetAdapter.get_tf_dataset``): the signature comes from the first
+    batch, then ``tf.data.Dataset.from_generator`` calls ``generator[i]`` for each batch
+    in turn, and the dataset is prefetched. Each pass over it is one epoch.
+    """
+    import tensorflow as tf
+
+    def spec(array):
+        return tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype))
+
+    first = generator[0]
+    signature = tuple(spec(a) for a in first) if isinstance(first, tuple) else spec(first)
+
+    def batches():
+        for i in range(len(generator)):
+            yield generator[i]
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def reference_scores(model, log_mels, kind: str, hop: int = 1, scaler=None) -> np.ndarray:

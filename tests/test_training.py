@@ -19,6 +19,7 @@ from aadlib.training import (
     paper_config,
     save_model,
     split_clips,
+    training_windows,
 )
 
 
@@ -122,6 +123,85 @@ def test_shuffle_covers_each_window_once_per_epoch():
     # The same seed gives the same order.
     again = WindowDataset(logmels, "dense", hop=1, batch_size=8, shuffle=True, seed=3)
     np.testing.assert_array_equal(_collect(again)[1][:, 0], orders[0])
+
+
+def _tf_batches(ds):
+    """One pass over ``ds.as_tf_dataset()`` as NumPy batches (inputs and targets)."""
+    return [
+        tuple(t.numpy() for t in b) if isinstance(b, tuple) else b.numpy()
+        for b in ds.as_tf_dataset()
+    ]
+
+
+def _assert_same_batches(got, expected):
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        a, b = (a, b) if isinstance(b, tuple) else ((a,), (b,))
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype == np.float32 and x.shape == y.shape
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("block_rows", [None, 20, 70])
+@pytest.mark.parametrize(
+    "kind,hop,batch,shuffle,targets",
+    [
+        ("dense", 1, 16, True, True),
+        ("dense", 2, 3, False, False),
+        ("dense", 1, 1000, True, True),  # one short batch: every block in it
+        ("cnn", 3, 4, True, True),
+        ("cnn", 1, 9, False, True),
+    ],
+)
+def test_tf_dataset_yields_the_batches_of_each_epoch(
+    monkeypatch, block_rows, kind, hop, batch, shuffle, targets
+):
+    # Blocks of 20 frames hold one or two clips and leave batches spanning several
+    # blocks; blocks of 70 frames hold a few clips; None: everything in one block.
+    if block_rows:
+        monkeypatch.setattr(WindowDataset, "block_bytes", block_rows * 128 * 4)
+    logmels = _indexed_logmels([40, 12, 35, 7, 50, 33, 60, 9, 44])
+    scaler = Scaler.fit(logmels) if kind == "cnn" else None
+    common = dict(hop=hop, batch_size=batch, shuffle=shuffle, seed=4, targets=targets)
+    ds = WindowDataset(logmels, kind, scaler=scaler, **common)
+    indexed = WindowDataset(logmels, kind, scaler=scaler, **common)
+    assert len(ds._plan[1]) == 1 if block_rows is None else len(ds._plan[1]) > 3
+    assert int(ds.as_tf_dataset().cardinality()) == len(ds)
+    firsts = []
+    for _ in range(3):  # each pass is the next epoch, as on_epoch_end makes it
+        got = _tf_batches(ds)
+        _assert_same_batches(got, [indexed[i] for i in range(len(indexed))])
+        firsts.append(got[0][0] if targets else got[0])
+        indexed.on_epoch_end()
+    assert np.array_equal(firsts[0], firsts[1]) != shuffle
+
+
+def test_tf_dataset_of_mapped_frames(tmp_path, monkeypatch):
+    # Frames memory-mapped from the feature cache: blocks are read from the file.
+    logmels = _indexed_logmels([30, 41, 25, 33])
+    path = tmp_path / "frames.npy"
+    np.save(path, logmels.frames)
+    mapped = LogMelSet(np.load(path, mmap_mode="r"), logmels.offsets, logmels.paths)
+    assert mapped._mapping() is not None
+    monkeypatch.setattr(WindowDataset, "block_bytes", 60 * 128 * 4)
+    ds = WindowDataset(mapped, "cnn", hop=2, batch_size=5, shuffle=True, targets=False)
+    _assert_same_batches(
+        _tf_batches(ds),
+        _collect(WindowDataset(logmels, "cnn", hop=2, batch_size=5, shuffle=True, targets=False))[
+            0
+        ],
+    )
+
+
+@pytest.mark.parametrize("rows", [1, 7, 313, 65536])
+def test_blocks_for_tf_data_are_aligned(rows):
+    # TensorFlow takes a 64-byte-aligned array without copying it (not another one).
+    from aadlib.training import _aligned_frames
+
+    frames = _aligned_frames(rows, 128)
+    assert frames.shape == (rows, 128) and frames.dtype == np.float32
+    assert frames.ctypes.data % 64 == 0 and frames.flags.c_contiguous and frames.flags.writeable
 
 
 def test_clips_selection_copies_nothing():
@@ -401,27 +481,36 @@ def test_load_model_uses_safe_mode(tmp_path):
     np.testing.assert_allclose(unsafe.predict(np.ones((1, 4)), verbose=0), 2.0)
 
 
-class _RecordingDataset(WindowDataset):
-    """A WindowDataset that records which batches were asked for, in order."""
+def test_fit_trains_on_the_datasets_batches_in_order(monkeypatch):
+    # Each pass over as_tf_dataset() is one epoch in the dataset's own seeded order:
+    # Keras must not reorder the batches, and every epoch after the first is reshuffled.
+    import tensorflow as tf
 
-    requested: list = []
+    seen = []
+    original = WindowDataset.as_tf_dataset
 
-    def __getitem__(self, index):
-        if self.shuffle:
-            type(self).requested.append(index)
-        return super().__getitem__(index)
+    def recording(self):
+        dataset = original(self)
+        if not self.shuffle:  # validation
+            return dataset
 
+        def record(x, y):
+            token = tf.numpy_function(lambda a: seen.append(a.copy()) or np.int32(0), [x], tf.int32)
+            with tf.control_dependencies([token]):
+                return tf.identity(x), y
 
-def test_fit_takes_batches_in_the_datasets_order(monkeypatch):
-    # Keras permutes a PyDataset's batches unless told not to; ours are shuffled already,
-    # block by block, and a random batch order would read a new block for every batch.
-    import aadlib.training as training
+        return dataset.map(record)
 
-    monkeypatch.setattr(training, "WindowDataset", _RecordingDataset)
-    _RecordingDataset.requested = []
+    monkeypatch.setattr(WindowDataset, "as_tf_dataset", recording)
     logmels = _toy_logmels(20, 60)
-    fit_autoencoder(_small_model(), logmels, "dense", _config(epochs=2, batch_size=16), verbose=0)
-    train, _ = split_clips(len(logmels), 0.1, seed=0)
-    n_batches = int(np.ceil(len(train) * (60 - 5 + 1) / 16))
-    # Keras may first peek at a batch or two for their shapes; then two epochs in order.
-    assert _RecordingDataset.requested[-2 * n_batches :] == 2 * list(range(n_batches))
+    config = _config(epochs=2, batch_size=16)
+    fit_autoencoder(_small_model(), logmels, "dense", config, verbose=0)
+    expected, _ = training_windows(logmels, "dense", config)
+    for epoch in range(2):
+        batches = [expected[i][0] for i in range(len(expected))]
+        got = seen[epoch * len(batches) : (epoch + 1) * len(batches)]
+        assert len(got) == len(batches)
+        for a, b in zip(got, batches):
+            np.testing.assert_array_equal(a, b)
+        expected.on_epoch_end()
+    assert not np.array_equal(seen[0], seen[len(batches)])  # reshuffled
