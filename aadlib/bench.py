@@ -18,9 +18,13 @@ Rows of the table (and of the CSV file):
   between the two sets of features in dB.
 - **cached features**: the second run reads the feature cache (and every frame of it)
   instead of extracting again.
-- **Dense / CNN input pipeline**: windows per second of the training batches,
-  :class:`aadlib.training.WindowDataset` against the reference generator, shuffled,
-  over all training clips; rounds of both alternate so that a busy machine slows both.
+- **Dense / CNN input pipeline**: windows per second of the training batches as ``fit``
+  receives them, shuffled, over all training clips: ours from
+  :meth:`aadlib.training.WindowDataset.as_tf_dataset`, the reference generator through
+  Keras's ``PyDataset`` feed, both pulled by one compiled loop; rounds of both alternate
+  so that a busy machine slows both. A second row compares the NumPy batches alone.
+- **input time / training step**: one batch of our input against one training step on
+  one batch held in memory (the model alone), on the device TensorFlow uses.
 - **Dense / CNN training peak RSS**: a fixed number of training steps (with validation)
   on all training clips of the full-size set, with the data loaded as the pipeline does
   (memory-mapped cache, the CNN's scaler fitted on every frame). The reference holds
@@ -266,10 +270,10 @@ def task_input(spec: dict) -> dict:
     fed_ref = ref.keras_feed(reference)
     _fed_rate(drain, fed_ref, min(k, n_ref - 2), batch)
     _round_rates(lambda i: reference[i][0], 3, 0, n_ref)
-    # Rounds of ours and of the reference alternate, so that a burst of load on the
-    # machine slows both.
     # Our batches fed the way the reference's are, to show what the tf.data feed gains.
     ours_as_pydataset = ref.keras_feed(ours)
+    # Rounds of ours and of the reference alternate, so that a burst of load on the
+    # machine slows both.
     rates = {"ours": [], "ref": [], "fed_ours": [], "fed_ref": [], "fed_ours_pydataset": []}
     for r in range(spec["rounds"]):
         rates["ours"].append(_round_rates(lambda i: ours[i][0], k, 3 + r * k, n_ours))

@@ -100,10 +100,10 @@ class WindowDataset(keras.utils.PyDataset):
     file reads for frames memory-mapped from the feature cache, so they never count
     towards the process's resident memory) and, with a ``scaler``, normalised there
     once, clip by clip: a frame belongs to up to 32 patches, so this is cheaper than
-    normalising every batch, with the same numbers. With ``shuffle``, each epoch permutes the clips, cuts
-    them into blocks and shuffles the windows within each block (a shuffle buffer of a
-    few hundred clips); when all the frames fit in one block, as in the quick and tiny
-    profiles, that is a shuffle of all the windows.
+    normalising every batch, with the same numbers. With ``shuffle``, each epoch
+    permutes the clips, cuts them into blocks and shuffles the windows within each
+    block (a shuffle buffer of a few hundred clips); when all the frames fit in one
+    block, as in the quick and tiny profiles, that is a shuffle of all the windows.
 
     Indexing (``dataset[i]``, the :class:`keras.utils.PyDataset` protocol) gives NumPy
     batches. :meth:`as_tf_dataset` gives the same batches as a ``tf.data`` pipeline that
