@@ -180,9 +180,13 @@ class WindowDataset(keras.utils.PyDataset):
         Each epoch gets new arrays, never changed afterwards, so that a pass over the
         data that is still running keeps the order it started with.
         """
-        sizes = [int(self.windows_per_clip[b].sum()) for b in blocks]
-        self._plan = (order, blocks, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+        self._plan = (order, blocks, self._bounds(blocks))
         self._epoch += 1
+
+    def _bounds(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """Where each block's windows begin and end in the epoch's order."""
+        sizes = [int(self.windows_per_clip[b].sum()) for b in blocks]
+        return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
     def _shuffle_blocks(self) -> None:
         positions = self._rng.permutation(np.flatnonzero(self.windows_per_clip))
@@ -190,8 +194,8 @@ class WindowDataset(keras.utils.PyDataset):
         first = np.repeat(self._first_window[positions] - (np.cumsum(counts) - counts), counts)
         order = first + np.arange(counts.sum(), dtype=np.int64)
         blocks = self._cut(positions)
-        sizes = np.cumsum([0] + [int(self.windows_per_clip[b].sum()) for b in blocks])
-        for start, stop in zip(sizes[:-1], sizes[1:]):
+        bounds = self._bounds(blocks)
+        for start, stop in zip(bounds[:-1], bounds[1:]):
             self._rng.shuffle(order[start:stop])
         self._set_order(order, blocks)
 
@@ -330,8 +334,8 @@ class WindowDataset(keras.utils.PyDataset):
         """One epoch as ``(frames, starts)`` pieces: row ``j`` of ``starts`` is a batch.
 
         A block's whole batches share one piece holding its frames. A batch that spans
-        two blocks, or the epoch's last, shorter batch, is gathered here and sent as a
-        piece of its own (its windows laid end to end).
+        blocks, or the epoch's last, shorter batch, is gathered here and sent as a piece
+        of its own (its windows laid end to end).
         """
         with self._lock:
             if self._passes and self.shuffle:
