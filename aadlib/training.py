@@ -209,7 +209,9 @@ class WindowDataset(keras.utils.PyDataset):
 
     def _clear(self) -> None:
         self._epoch = self._passes = 0
-        self._buffer = self._cached = None
+        # The NumPy batches' block: its buffer, (clip positions, windows, shifts) of the
+        # clips read into it, and ((epoch, block), window starts in this epoch's order).
+        self._buffer = self._read = self._ordered = None
 
     def _read_block(self, positions: np.ndarray, out: np.ndarray | None = None):
         """The frames of the clips at ``positions``, one after the other, normalised.
@@ -241,21 +243,20 @@ class WindowDataset(keras.utils.PyDataset):
         The last block read stays in one reused buffer, for the NumPy batches.
         """
         key = (self._epoch, block)
-        if self._cached is None or self._cached[0] != key:
+        if self._ordered is None or self._ordered[0] != key:
             order, blocks, bounds = self._plan
             positions = blocks[block]
-            if self._cached is None or not np.array_equal(self._cached[1], positions):
+            # An unshuffled set's next epoch reads the same clips: keep what was read.
+            if self._read is None or not np.array_equal(self._read[0], positions):
                 total = int(self._clip_frames[positions].sum())
                 if self._buffer is None or len(self._buffer) < total:
-                    rows = max(total, self.block_bytes // self._row_bytes)
-                    self._buffer = np.empty((rows, self._n_mels), dtype=np.float32)
+                    capacity = max(total, self.block_bytes // self._row_bytes)
+                    self._buffer = np.empty((capacity, self._n_mels), dtype=np.float32)
                 frames, shift = self._read_block(positions, out=self._buffer)
-                windows = frame_windows(frames, self.width)
-            else:  # the same clips as the block read last (an unshuffled set, next epoch)
-                _, _, windows, shift, _ = self._cached
-            local = self._local_starts(order[bounds[block] : bounds[block + 1]], shift)
-            self._cached = (key, positions, windows, shift, local)
-        return self._cached[2], self._cached[4]
+                self._read = (positions, frame_windows(frames, self.width), shift)
+            rows = order[bounds[block] : bounds[block + 1]]
+            self._ordered = (key, self._local_starts(rows, self._read[2]))
+        return self._read[1], self._ordered[1]
 
     def _gather(self, lo: int, hi: int) -> np.ndarray:
         """Frames ``(hi - lo, width, n_mels)`` of the windows at ``lo:hi`` in the order."""
@@ -376,7 +377,7 @@ class WindowDataset(keras.utils.PyDataset):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_lock"] = state["_buffer"] = state["_cached"] = None
+        state["_lock"] = state["_buffer"] = state["_read"] = state["_ordered"] = None
         return state
 
     def __setstate__(self, state):
