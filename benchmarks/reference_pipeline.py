@@ -1,8 +1,9 @@
 """The reference pipeline: features and training input the way the original authors' code does it.
 
-``aadlib bench`` (:mod:`aadlib.bench`) times this against the library's fast path in the
-same run, and ``tests/test_bench.py`` checks that both give the same numbers. It follows
-the public code of the paper's authors (and the DCASE 2020 Task 2 baseline it grew from):
+The benchmark (``benchmarks/bench.py``, ``make bench``) times this against the library's
+fast path in the same run, and ``tests/test_reference_equivalence.py`` checks that both
+give the same numbers. It follows the public code of the paper's authors (and the DCASE
+2020 Task 2 baseline it grew from):
 
 * **Features**: per file, ``librosa.load`` then ``librosa.feature.melspectrogram`` then
   ``20 / power * log10(mel + eps)``, one clip after the other in a single process.
