@@ -3,32 +3,43 @@
 The book reproduces Coelho et al. (2022), "Deep Dense and Convolutional
 Autoencoders for Machine Acoustic Anomaly Detection", on DCASE 2020 Task 2.
 Each module holds one concern; each public function's docstring names the
-chapter that explains it.
+chapter that explains it. The book's "Library map" page lists the modules, in the
+order in which they may import each other (a module imports only those above it).
 """
 
+import os
 from importlib import import_module
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
+# TensorFlow's C++ start-up messages (CUDA probes on a CPU machine, oneDNN notes) are
+# not for the reader; a user who wants them sets the variable to 0.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: The modules, from the bottom layer up.
 __all__ = [
+    "paper",
     "data",
+    "reference",
+    "profiles",
+    "features",
     "synth",
     "download",
-    "features",
+    "batches",
     "models",
     "training",
+    "scoring",
     "metrics",
-    "reference",
     "plots",
+    "tables",
     "pipeline",
-    "profiles",
-    "windows",
+    "cli",
 ]
 
 
 def __getattr__(name):
-    # Import submodules on first use: `import aadlib` stays fast and does not load
-    # TensorFlow until a chapter needs a model.
+    # Import submodules on first use: `import aadlib` stays fast, and `aadlib.metrics`
+    # does not load TensorFlow.
     if name in __all__:
         module = import_module(f".{name}", __name__)
         globals()[name] = module

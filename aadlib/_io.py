@@ -1,4 +1,7 @@
-"""Atomic writes: a file appears whole under its name, or not at all."""
+"""Atomic writes: a file appears whole under its name, or not at all.
+
+Every file aadlib writes goes through :func:`write_atomic`.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +15,44 @@ import pandas as pd
 TEMPORARY_PREFIX = ".tmp-"
 
 
-def _temporary(path: Path) -> Path:
+def temporary_path(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed: ``.tmp-<pid>-<name>`` beside it."""
     # Keep the suffix: Keras and NumPy pick the format from it.
     return path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{path.name}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that dead processes left in ``folder``; return them.
+
+    A file of a process that still runs (another run writing now) is left alone.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(f"{TEMPORARY_PREFIX}*"):
+        pid = path.name[len(TEMPORARY_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_atomic(path: str | Path, writer) -> Path:
     """Call ``writer(temporary_path)``, then rename the result to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     try:
         writer(tmp)
         tmp.replace(path)

@@ -1,28 +1,60 @@
 """The command line: ``aadlib <command>`` (or ``python -m aadlib <command>``).
 
 Every command takes ``--profile`` (quick, tiny, full, full-synthetic; default from
-``AADLIB_PROFILE`` or quick), ``--data-root`` and ``--results``.
+``AADLIB_PROFILE`` or quick), ``--data-root`` and ``--results``. The setup page of the
+book lists the commands; ``aadlib <command> --help`` their options.
+
+Expected failures (bad data, a damaged file, a bad option, a failed download) end with
+one line on stderr that says what to do, and exit code 2; only a bug shows a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import sys
 import time
 from pathlib import Path
 
-from . import data, profiles
+import pandas as pd
+from filelock import Timeout
+
+from . import data, paper, profiles, tables
+from .download import DownloadError, download_dcase2020
+from .synth import generate_dataset
+
+__all__ = ["main", "build_parser"]
 
 COMMANDS_HELP = """commands:
   synth      generate the synthetic data set of a profile
   download   download (and verify, extract) the real DCASE 2020 Task 2 data
-  train      train the Dense and/or CNN autoencoder per machine type
-  evaluate   score the test clips with trained models and print per-ID AUC/pAUC
-  report     print and save the results table (and the comparison with the paper)
+  train      train the autoencoders per machine type
+  evaluate   train if needed, score the test clips, print per-ID AUC/pAUC
+  report     print the saved results and save their comparison with the paper
   reproduce  all of the above: our Table 2 beside the paper's, as CSV and figure
-  bench      measure speed and memory against the reference pipeline
+
+The benchmarks are not part of the package: `make bench` in a checkout.
 """
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +64,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="data profile (default: $AADLIB_PROFILE or quick)",
     )
-    parser.add_argument("--data-root", type=Path, default=None, help="data set folder")
-    parser.add_argument("--results", type=Path, default=None, help="results folder")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="data set folder (default: $AADLIB_DATA_ROOT, else under $AADLIB_HOME)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="base folder of results; each profile writes into <results>/<profile> "
+        "(default: $AADLIB_RESULTS, else $AADLIB_HOME/results)",
+    )
 
 
 def _types(parser: argparse.ArgumentParser) -> None:
@@ -47,17 +90,16 @@ def _types(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _models(parser: argparse.ArgumentParser) -> None:
+def _overwrite(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--models",
-        nargs="+",
-        choices=["dense", "cnn"],
-        default=["dense", "cnn"],
-        help="model kinds (default: both)",
+        "--overwrite",
+        action="store_true",
+        help="let the generator replace files in the data folder that it did not write",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``aadlib`` and its commands (setup page)."""
     parser = argparse.ArgumentParser(
         prog="aadlib",
         description="Acoustic anomaly detection for machines: reproduce Coelho et al. (2022).",
@@ -70,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="generate the synthetic data set")
     _common(p)
     _types(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _overwrite(p)
+    p.add_argument("--seed", type=_seed, default=0, help="data set seed (default 0)")
 
     p = sub.add_parser("download", help="download the real DCASE 2020 Task 2 data")
     _common(p)
@@ -96,87 +139,119 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _common(p)
         _types(p)
-        _models(p)
+        _overwrite(p)
+        p.add_argument(
+            "--models",
+            nargs="+",
+            choices=list(paper.MODEL_KINDS),
+            default=list(paper.MODEL_KINDS),
+            help=f"model kinds (default: all of {', '.join(paper.MODEL_KINDS)})",
+        )
         p.add_argument("--retrain", action="store_true", help="ignore trained models")
-        p.add_argument("--epochs", type=int, default=None, help="cap on epochs (both models)")
+        p.add_argument(
+            "--epochs", type=_positive_int, default=None, help="cap on epochs (every model)"
+        )
         p.add_argument(
             "--steps-per-epoch",
-            type=int,
+            type=_positive_int,
             default=None,
             help="cap on batches per epoch (a quick run of a full-size profile on a CPU)",
         )
         p.add_argument(
             "--score-hop",
-            type=int,
+            type=_positive_int,
             default=None,
             help="frames between scored windows (default: the profile's)",
         )
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument(
+            "--seed",
+            type=_seed,
+            default=0,
+            help="training seed: split, shuffles, weights (default 0)",
+        )
 
-    p = sub.add_parser("report", help="print the saved results table")
+    p = sub.add_parser("report", help="print the saved results and save the comparison")
     _common(p)
     p.add_argument(
         "--pauc",
         choices=["mcclish", "dcase"],
         default="mcclish",
-        help="pAUC definition (mcclish: as the paper's Table 2)",
+        help="pAUC definition of the printed table (mcclish: as the paper's Table 2)",
     )
-
-    p = sub.add_parser("bench", help="benchmark speed and memory against the reference")
-    _common(p)
-    p.add_argument("--types", nargs="+", default=["ToyCar"], metavar="TYPE")
-    p.add_argument("--out", type=Path, default=None, help="CSV file for the table")
-    p.add_argument("--skip-book", action="store_true", help="do not time the book build")
     return parser
 
 
 def _profile(args) -> profiles.Profile:
-    """The chosen profile with the command line's caps applied."""
-    profile = profiles.get_profile(args.profile)
-    epochs = getattr(args, "epochs", None)
-    if epochs:
-        profile = profile.replace(
-            dense_epochs=min(epochs, profile.dense_epochs),
-            cnn_epochs=min(epochs, profile.cnn_epochs),
-        )
+    """The chosen profile, resolved once, with the command line's caps applied."""
+    profile = profiles.resolve(
+        args.profile,
+        data_root=args.data_root,
+        results=args.results,
+        seed=getattr(args, "seed", None) if args.command != "synth" else None,
+    )
+    if getattr(args, "epochs", None):
+        profile = profile.with_models(epochs=args.epochs)
+    if getattr(args, "score_hop", None):
+        profile = profile.with_models(score_hop=args.score_hop)
     if getattr(args, "steps_per_epoch", None):
         profile = profile.replace(steps_per_epoch=args.steps_per_epoch)
-    if getattr(args, "score_hop", None):
-        profile = profile.replace(dense_score_hop=args.score_hop, cnn_score_hop=args.score_hop)
     return profile
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .download import DownloadError
+class _Messages(logging.Handler):
+    """aadlib's warnings on stderr as ``aadlib <command>: warning: ...`` lines."""
 
+    def __init__(self, command: str):
+        super().__init__(logging.INFO)
+        self.command = command
+
+    def emit(self, record):
+        level = "warning: " if record.levelno >= logging.WARNING else ""
+        print(f"aadlib {self.command}: {level}{record.getMessage()}", file=sys.stderr)
+
+
+#: The failures a user can meet and mend: one line on stderr, exit code 2. OSError covers
+#: a missing, unreadable or misplaced file or folder and a full disk; ValueError every
+#: refusal of bad input (damaged files and bad audio derive from it).
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (DownloadError, OSError, ValueError, Timeout)
+
+
+def main(argv=None) -> int:
+    """Run one command (``argv`` or the process's arguments); return its exit code."""
+    args = build_parser().parse_args(argv)
+    handler = _Messages(args.command)
+    logger = logging.getLogger("aadlib")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         return COMMANDS[args.command](args)
-    except (
-        DownloadError,
-        data.AudioError,
-        data.DataLayoutError,
-        ValueError,
-        FileNotFoundError,
-    ) as err:
+    except EXPECTED_ERRORS as err:
         print(f"aadlib {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"aadlib {args.command}: interrupted; run it again to resume.", file=sys.stderr)
         return 130
+    finally:
+        logger.removeHandler(handler)
 
 
 def cmd_synth(args) -> int:
-    profile = profiles.get_profile(args.profile)
+    profile = _profile(args)
     if profile.data != "synthetic":
-        print(f"profile {profile.name} uses real data; use `aadlib download`", file=sys.stderr)
+        print(
+            f"aadlib synth: error: profile {profile.name} uses real data; use `aadlib download`",
+            file=sys.stderr,
+        )
         return 2
-    from .synth import generate_dataset
-
-    root = args.data_root or profiles.data_root(profile)
     start = time.perf_counter()
-    generate_dataset(root, size=profile.synth_size, machine_types=args.types, seed=args.seed)
+    root = generate_dataset(
+        profile.data_root,
+        size=profile.synth_size,
+        machine_types=args.types,
+        seed=args.seed,
+        progress=sys.stderr.isatty(),
+        overwrite=args.overwrite,
+    )
     table = data.list_clips(root)
     print(
         f"synthetic set ({profile.synth_size}) in {root}: {len(table)} clips, "
@@ -191,103 +266,111 @@ def _counts(table):
 
 
 def cmd_download(args) -> int:
-    from .download import download_dcase2020
-
-    root = args.data_root or profiles.data_root("full")
+    root = args.data_root or profiles.resolve("full").data_root
     download_dcase2020(
         root,
         machine_types=args.types,
         kind=args.kind,
         keep_archives=args.keep_archives,
         allow_unverified=args.allow_unverified,
+        progress=sys.stderr.isatty(),
     )
     print(f"data in {root}")
     print(_counts(data.list_clips(root)).to_string())
     return 0
 
 
-def _experiment(args):
-    from .pipeline import run_experiment
+def _run(args) -> tuple[profiles.Profile, pd.DataFrame]:
+    from .pipeline import prepare_data, run_experiment  # loads TensorFlow: only to train
 
     profile = _profile(args)
     print(f"profile {profile.name}: {profile.description}")
     print(f"device: {profiles.describe_device()}")
-    return profile, run_experiment(
+    prepare_data(profile, args.types, progress=sys.stderr.isatty(), overwrite=args.overwrite)
+    scores = run_experiment(
         profile,
         args.types,
         args.models,
-        args.data_root,
-        args.results,
         retrain=args.retrain,
-        verbose="auto" if sys.stdout.isatty() else 2,
+        verbose="auto" if sys.stdout.isatty() else 0,
     )
+    return profile, scores
 
 
 def cmd_train(args) -> int:
-    from .pipeline import prepare_data, train_machine_type
+    from .pipeline import prepare_data, train_machine_type  # loads TensorFlow: only to train
 
     profile = _profile(args)
-    types = args.types or list(data.MACHINE_TYPES)
-    root = prepare_data(profile, args.data_root, types)
+    types = data.check_machine_types(args.types)
+    prepare_data(profile, types, progress=sys.stderr.isatty(), overwrite=args.overwrite)
     for kind in args.models:
         for machine_type in types:
             trained = train_machine_type(
                 machine_type,
                 kind,
                 profile,
-                root,
-                args.results,
                 retrain=args.retrain,
-                seed=args.seed,
+                verbose="auto" if sys.stdout.isatty() else 0,
             )
+            how = "saved model reused" if trained.reused else f"trained in {trained.seconds:.0f} s"
             print(
-                f"{kind} {machine_type}: {len(trained.history)} epochs, "
+                f"{kind} {machine_type}: {len(trained.history)} epochs ({how}), "
                 f"model in {trained.run_dir / 'model.keras'}"
             )
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .pipeline import results_table
-
-    profile, scores = _experiment(args)
-    print(_format(results_table(scores)))
-    print(f"results in {args.results or profiles.results_root(profile)}")
+    profile, scores = _run(args)
+    print(_format(tables.results_table(scores)))
+    print(f"results in {profile.results}")
     return 0
+
+
+def _read_scores(profile: profiles.Profile) -> pd.DataFrame | None:
+    path = profile.results / "scores.csv"
+    if not path.exists():
+        print(
+            f"aadlib report: error: no results in {profile.results}; run `aadlib evaluate` first",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        scores = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path}: the scores file is damaged ({type(err).__name__}); run `aadlib evaluate` "
+            "to write it again"
+        ) from err
+    return tables.check_scores(scores, path)
 
 
 def cmd_report(args) -> int:
-    profile = profiles.get_profile(args.profile)
-    results = args.results or profiles.results_root(profile)
-    scores_file = Path(results) / "scores.csv"
-    if not scores_file.exists():
-        print(f"no results in {results}; run `aadlib evaluate` first", file=sys.stderr)
+    profile = _profile(args)
+    scores = _read_scores(profile)
+    if scores is None:
         return 2
-    import pandas as pd
-
-    from . import metrics  # imports TensorFlow: only once there is something to report
-
-    scores = pd.read_csv(scores_file)
-    print(_format(metrics.per_id_table(scores, pauc=args.pauc)))
-    return 0
-
-
-def cmd_reproduce(args) -> int:
-    from .report import write_reproduction
-
-    profile, scores = _experiment(args)
-    results = Path(args.results or profiles.results_root(profile))
-    outputs = write_reproduction(scores, results, profile)
-    print(_format(outputs.comparison))
-    for path in outputs.files:
+    print(_format(tables.per_id_table(scores, pauc=args.pauc)))
+    written = tables.write_reproduction(scores, profile.results, _caption(profile))
+    for path in written.files:
         print(f"wrote {path}")
     return 0
 
 
-def cmd_bench(args) -> int:
-    from .bench import main as bench_main
+def _caption(profile: profiles.Profile) -> str:
+    data_note = "real DCASE 2020 data" if profile.data == "real" else "synthetic data"
+    return f"profile {profile.name}, {data_note}"
 
-    return bench_main(args)
+
+def cmd_reproduce(args) -> int:
+    profile, scores = _run(args)
+    outputs = tables.write_reproduction(
+        pd.read_csv(profile.results / "scores.csv"), profile.results, _caption(profile)
+    )
+    print(_format(outputs.comparison))
+    for path in outputs.files:
+        print(f"wrote {path}")
+    return 0
 
 
 def _format(table) -> str:
@@ -301,7 +384,6 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "reproduce": cmd_reproduce,
-    "bench": cmd_bench,
 }
 
 

@@ -11,25 +11,35 @@ The layout, shared by the real development set and the synthetic one::
 
 from __future__ import annotations
 
+import difflib
 import re
 import warnings
+from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from .paper import SAMPLE_RATE
+
 __all__ = [
     "MACHINE_TYPES",
     "DEV_IDS",
-    "SAMPLE_RATE",
+    "CLIP_SECONDS",
     "AudioError",
     "DataLayoutError",
     "clip_filename",
     "parse_clip_name",
     "list_clips",
-    "check_machine_type",
+    "UnknownMachineTypeError",
+    "check_machine_types",
+    "type_clips",
     "load_clip",
+    "resource",
+    "read_resource_csv",
 ]
 
 #: The six machine types of DCASE 2020 Task 2, in the paper's order.
@@ -45,8 +55,8 @@ DEV_IDS: dict[str, tuple[int, ...]] = {
     "valve": (0, 2, 4, 6),
 }
 
-#: Sample rate of every clip in the data set (Hz).
-SAMPLE_RATE = 16_000
+#: Duration of the clips of each machine type (seconds): ToyADMOS clips are 11 s long.
+CLIP_SECONDS: dict[str, float] = {t: (11.0 if t == "ToyCar" else 10.0) for t in MACHINE_TYPES}
 
 SPLITS = ("train", "test")
 LABELS = ("normal", "anomaly")
@@ -62,6 +72,48 @@ class DataLayoutError(FileNotFoundError):
     """A data root does not follow the DCASE 2020 Task 2 layout."""
 
 
+class UnknownMachineTypeError(ValueError):
+    """A machine type that is not one of :data:`MACHINE_TYPES`."""
+
+
+def check_machine_types(machine_types: str | Iterable[str] | None) -> list[str]:
+    """The machine types asked for, as a list without repeats, checked against the six.
+
+    ``None`` means all of :data:`MACHINE_TYPES`; a single name may be given as a string.
+
+    Raises
+    ------
+    UnknownMachineTypeError
+        A name that is not a machine type, with the closest one as a hint.
+    """
+    if machine_types is None:
+        return list(MACHINE_TYPES)
+    wanted = [machine_types] if isinstance(machine_types, str) else list(machine_types)
+    by_lower = {t.lower(): t for t in MACHINE_TYPES}
+    for name in wanted:
+        if name not in MACHINE_TYPES:
+            guess = by_lower.get(str(name).lower()) or next(
+                iter(difflib.get_close_matches(str(name), MACHINE_TYPES, n=1)), None
+            )
+            hint = f" Did you mean {guess!r}?" if guess else ""
+            raise UnknownMachineTypeError(
+                f"unknown machine type {name!r}: DCASE 2020 Task 2 has {', '.join(MACHINE_TYPES)} "
+                f"(names are case-sensitive).{hint}"
+            )
+    return list(dict.fromkeys(wanted))  # drop repeats, keep the order
+
+
+def resource(name: str):
+    """A file shipped in ``aadlib/resources`` (its README lists the sources)."""
+    return resources.files("aadlib") / "resources" / name
+
+
+def read_resource_csv(name: str) -> pd.DataFrame:
+    """A CSV file shipped in ``aadlib/resources``, as a table."""
+    with resource(name).open("r", encoding="utf-8") as handle:
+        return pd.read_csv(handle)
+
+
 def clip_filename(label: str, machine_id: int, index: int) -> str:
     """File name of a clip in the DCASE layout, e.g. ``normal_id_01_00000042.wav``."""
     if label not in LABELS:
@@ -70,7 +122,7 @@ def clip_filename(label: str, machine_id: int, index: int) -> str:
 
 
 def parse_clip_name(name: str) -> dict | None:
-    """Parse a clip file name into ``label``, ``machine_id`` and ``index``.
+    """Parse a clip file name into ``label``, ``machine_id`` and ``index``. Chapters 1, 2.
 
     Returns ``None`` for names that are not clips of the layout (e.g. ``.DS_Store``).
     """
@@ -86,7 +138,7 @@ def list_clips(
     machine_type: str | None = None,
     split: str | None = None,
 ) -> pd.DataFrame:
-    """Table of the clips under a data root, one row a clip.
+    """Table of the clips under a data root, one row a clip. Chapters 1, 2, 4.
 
     Columns: ``machine_type``, ``split``, ``label``, ``machine_id``, ``index``, ``path``;
     rows sorted by type, split, ID, label and index, so the order is stable.
@@ -127,7 +179,7 @@ def list_clips(
     return table.reset_index(drop=True)
 
 
-def check_machine_type(root: str | Path, machine_type: str) -> pd.DataFrame:
+def type_clips(root: str | Path, machine_type: str) -> pd.DataFrame:
     """Clip table of one machine type, checked to be usable for training and testing.
 
     Raises
@@ -159,7 +211,7 @@ def load_clip(
     resample: bool = False,
     mono: str = "refuse",
 ) -> np.ndarray:
-    """Load one clip as a 1-D ``float32`` waveform in [-1, 1].
+    """Load one clip as a 1-D ``float32`` waveform in [-1, 1]. Chapters 1, 2.
 
     Parameters
     ----------
@@ -226,8 +278,6 @@ def load_clip(
                 f"{path}: sample rate {file_sr} Hz, expected {sr} Hz. Convert the data set, or "
                 "pass resample=True to load_clip to resample on loading."
             )
-        import librosa
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)

@@ -37,8 +37,6 @@ variable ``AADLIB_DATA_URL`` to use a mirror: either a base that serves
 
 from __future__ import annotations
 
-import csv
-import difflib
 import json
 import logging
 import os
@@ -52,15 +50,26 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pandas as pd
 import pooch
 import requests
 from tqdm import tqdm
 
-from aadlib.data import DEV_IDS, MACHINE_TYPES, SPLITS, DataLayoutError, list_clips, parse_clip_name
+from . import data
+from ._io import write_text
+from .data import (
+    DEV_IDS,
+    MACHINE_TYPES,
+    SPLITS,
+    DataLayoutError,
+    check_machine_types,
+    list_clips,
+    parse_clip_name,
+    read_resource_csv,
+)
 
 __all__ = [
     "ARCHIVES",
@@ -133,7 +142,7 @@ class DiskSpaceError(DownloadError):
     """Not enough free disk space to download or extract an archive."""
 
 
-class UnknownMachineTypeError(DownloadError, ValueError):
+class UnknownMachineTypeError(DownloadError, data.UnknownMachineTypeError):
     """A machine type that is not one of :data:`aadlib.data.MACHINE_TYPES`."""
 
 
@@ -178,8 +187,8 @@ def _kind_and_type(file: str) -> tuple[str, str]:
     raise ValueError(f"{file!r} is not the name of a DCASE 2020 Task 2 archive")
 
 
-def _int_or_none(text: str | None) -> int | None:
-    return int(float(text)) if text and text.strip() else None
+def _int_or_none(value) -> int | None:
+    return None if pd.isna(value) or str(value).strip() == "" else int(float(value))
 
 
 def load_registry() -> dict[str, Archive]:
@@ -187,21 +196,21 @@ def load_registry() -> dict[str, Archive]:
 
     The evaluation test archives are added without size and checksum, which are not known.
     """
-    table = files("aadlib") / "resources" / "dcase2020_task2_archives.csv"
+    table = read_resource_csv("dcase2020_task2_archives.csv").astype(object)
     registry: dict[str, Archive] = {}
-    with table.open("r", newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            kind, machine_type = _kind_and_type(row["file"])
-            registry[row["file"]] = Archive(
-                record=int(row["zenodo_record"]),
-                file=row["file"],
-                size=_int_or_none(row["size_bytes"]),
-                md5=row["md5"].strip().lower() or None,
-                machine_type=machine_type,
-                kind=kind,
-                train_files=_int_or_none(row["train_files"]),
-                test_files=_int_or_none(row["test_files"]),
-            )
+    for row in table.to_dict(orient="records"):
+        kind, machine_type = _kind_and_type(row["file"])
+        md5 = "" if pd.isna(row["md5"]) else str(row["md5"]).strip().lower()
+        registry[row["file"]] = Archive(
+            record=int(row["zenodo_record"]),
+            file=row["file"],
+            size=_int_or_none(row["size_bytes"]),
+            md5=md5 or None,
+            machine_type=machine_type,
+            kind=kind,
+            train_files=_int_or_none(row["train_files"]),
+            test_files=_int_or_none(row["test_files"]),
+        )
     for machine_type in MACHINE_TYPES:
         name = f"{_PREFIXES['eval_test']}{machine_type}.zip"
         registry.setdefault(
@@ -215,21 +224,10 @@ ARCHIVES: dict[str, Archive] = load_registry()
 
 
 def _check_types(machine_types: str | Iterable[str] | None) -> list[str]:
-    if machine_types is None:
-        return list(MACHINE_TYPES)
-    wanted = [machine_types] if isinstance(machine_types, str) else list(machine_types)
-    by_lower = {t.lower(): t for t in MACHINE_TYPES}
-    for name in wanted:
-        if name not in MACHINE_TYPES:
-            guess = by_lower.get(str(name).lower()) or next(
-                iter(difflib.get_close_matches(str(name), MACHINE_TYPES, n=1)), None
-            )
-            hint = f" Did you mean {guess!r}?" if guess else ""
-            raise UnknownMachineTypeError(
-                f"unknown machine type {name!r}: DCASE 2020 Task 2 has {', '.join(MACHINE_TYPES)} "
-                f"(names are case-sensitive).{hint}"
-            )
-    return list(dict.fromkeys(wanted))  # drop repeats, keep the order
+    try:
+        return check_machine_types(machine_types)
+    except data.UnknownMachineTypeError as err:
+        raise UnknownMachineTypeError(str(err)) from None
 
 
 def archives_for(
@@ -758,10 +756,7 @@ def _write_marker(archive: Archive, dest: Path, counts: dict[str, int], md5: str
         "test_files": counts["test"],
         "completed_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    marker = dest / _marker_name(archive.kind)
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, marker)
+    write_text(dest / _marker_name(archive.kind), json.dumps(data, indent=2) + "\n")
 
 
 def _install(archive: Archive, zip_path: Path, root: Path, md5: str) -> dict[str, int]:

@@ -1,6 +1,7 @@
-"""Log-mel energies (MFECs), Dense AE frame stacks, CNN AE patches and the per-bin scaler.
+"""Log-mel energies (MFECs), the models' input windows, the per-bin scaler, the feature cache.
 
-Chapter: ``notebooks/02_features.ipynb``.
+Chapter 2 explains every function here; chapters 3 to 5 use the cache through
+:mod:`aadlib.pipeline`.
 
 Arrays are time-major throughout: a clip's log-mel spectrogram has shape
 ``(n_frames, n_mels)``, a Dense AE vector is 5 consecutive frames flattened to
@@ -9,23 +10,31 @@ Arrays are time-major throughout: a clip's log-mel spectrogram has shape
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
 import numpy as np
+import soundfile as sf
 from joblib import Parallel, delayed
 from numpy.lib.stride_tricks import sliding_window_view
-from tqdm import tqdm
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
-from ._io import write_atomic, write_npy
+from . import _fastio, paper
+from ._io import remove_stale_temporaries, write_atomic, write_npy, write_text
+from .data import load_clip
 
 __all__ = [
     "FeatureParams",
+    "params_for",
     "log_mel",
     "mel_filterbank",
     "frame_windows",
@@ -37,34 +46,42 @@ __all__ = [
     "clip_log_mel",
     "extract_logmels",
     "cache_key",
+    "FeatureCacheError",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FeatureParams:
-    """Parameters of the log-mel front end, as in the paper (Section 2.2).
+    """Parameters of the log-mel front end; the defaults are the paper's (Section 2.2).
 
     ``power=1.0`` takes the magnitude spectrum, as the paper says and as the
-    authors' CNN code does; their Dense code used ``power=2.0``. The energy in
-    dB is ``20 / power * log10(S + eps)`` either way.
+    authors' CNN code does; their Dense code and the DCASE baseline used ``power=2.0``.
+    The energy in dB is ``20 / power * log10(S + eps)`` either way. Chapter 2.
     """
 
-    sr: int = 16_000
-    n_fft: int = 1024
-    hop_length: int = 512
-    n_mels: int = 128
-    power: float = 1.0
+    sr: int = paper.SAMPLE_RATE
+    n_fft: int = paper.N_FFT
+    hop_length: int = paper.HOP_LENGTH
+    n_mels: int = paper.N_MELS
+    power: float = paper.POWER
     eps: float = float(np.finfo(np.float32).eps)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
+def params_for(kind: str) -> FeatureParams:
+    """The feature parameters a model kind reads (its spectrum power). Chapters 3, 5."""
+    return FeatureParams(power=paper.model_spec(kind).feature_power)
+
+
 _FILTERBANKS: dict[tuple, np.ndarray] = {}
 
 
 def mel_filterbank(params: FeatureParams = FeatureParams()) -> np.ndarray:
-    """librosa's default (Slaney) mel filters, ``(n_mels, 1 + n_fft // 2)``, cached."""
+    """librosa's default (Slaney) mel filters, ``(n_mels, 1 + n_fft // 2)``, cached. Chapter 2."""
     key = (params.sr, params.n_fft, params.n_mels)
     if key not in _FILTERBANKS:
         _FILTERBANKS[key] = librosa.filters.mel(
@@ -74,7 +91,7 @@ def mel_filterbank(params: FeatureParams = FeatureParams()) -> np.ndarray:
 
 
 def log_mel(y: np.ndarray, params: FeatureParams = FeatureParams()) -> np.ndarray:
-    """Log-mel energies of a waveform, ``(n_frames, n_mels)`` ``float32`` in dB.
+    """Log-mel energies of a waveform, ``(n_frames, n_mels)`` ``float32`` in dB. Chapter 2.
 
     The STFT is librosa's (centred frames, Hann window), so a 10 s clip at 16 kHz
     gives 313 frames. The edges are padded by reflection, librosa's default before
@@ -97,7 +114,7 @@ def log_mel(y: np.ndarray, params: FeatureParams = FeatureParams()) -> np.ndarra
 
 
 def frame_windows(logmel: np.ndarray, n_frames: int, hop: int = 1) -> np.ndarray:
-    """Windows of ``n_frames`` consecutive frames, one every ``hop`` frames.
+    """Windows of ``n_frames`` consecutive frames, one every ``hop`` frames. Chapter 2.
 
     Returns a read-only strided view ``(n_windows, n_frames, n_mels)`` when the input
     is C-contiguous, so no frame is copied; no window when the clip is too short.
@@ -114,7 +131,7 @@ def stack_frames(logmel: np.ndarray, n_frames: int = 5, hop: int = 1) -> np.ndar
 
     Returns a read-only strided view ``(n_vectors, n_frames * n_mels)`` when the
     input is C-contiguous, so no frame is copied. Vector ``t`` is
-    ``[frame t, frame t+1, ..., frame t+n_frames-1]``.
+    ``[frame t, frame t+1, ..., frame t+n_frames-1]``. Chapter 2.
     """
     windows = frame_windows(logmel, n_frames, hop)
     return windows.reshape(len(windows), n_frames * windows.shape[2])
@@ -122,11 +139,11 @@ def stack_frames(logmel: np.ndarray, n_frames: int = 5, hop: int = 1) -> np.ndar
 
 def dense_vectors(
     logmel: np.ndarray,
-    n_frames: int = 5,
+    n_frames: int = paper.MODELS["dense"].window_frames,
     hop: int = 1,
     block: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Dense AE input vectors (640 values for 5 frames of 128 mels).
+    """Dense AE input vectors (640 values for 5 frames of 128 mels). Chapter 2.
 
     Parameters
     ----------
@@ -149,8 +166,12 @@ def dense_vectors(
     return np.concatenate(parts) if parts else stack_frames(logmel[:0], n_frames)
 
 
-def cnn_patches(logmel: np.ndarray, n_frames: int = 32, hop: int = 3) -> np.ndarray:
-    """CNN AE patches of ``n_frames`` frames taken every ``hop`` frames.
+def cnn_patches(
+    logmel: np.ndarray,
+    n_frames: int = paper.MODELS["cnn"].window_frames,
+    hop: int = paper.MODELS["cnn"].hop,
+) -> np.ndarray:
+    """CNN AE patches of ``n_frames`` frames taken every ``hop`` frames. Chapter 2.
 
     Returns a read-only strided view ``(n_patches, n_frames, n_mels)``; the authors'
     code takes a patch every 3 frames (about 100 ms).
@@ -160,7 +181,7 @@ def cnn_patches(logmel: np.ndarray, n_frames: int = 32, hop: int = 3) -> np.ndar
 
 @dataclass
 class Scaler:
-    """Per-mel-bin z-normalisation with training-set mean and standard deviation.
+    """Per-mel-bin z-normalisation with training-set mean and standard deviation. Chapter 2.
 
     Saved as a plain ``.npz`` of two arrays (never a pickle), so a scaler from
     elsewhere can be loaded safely.
@@ -203,12 +224,29 @@ class Scaler:
 
     @classmethod
     def load(cls, path: str | Path) -> Scaler:
-        with np.load(Path(path), allow_pickle=False) as arrays:
-            return cls(arrays["mean"].astype(np.float32), arrays["std"].astype(np.float32))
+        """Read a scaler saved by :meth:`save`; a damaged file raises :class:`ValueError`."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                mean = arrays["mean"].astype(np.float32)
+                std = arrays["std"].astype(np.float32)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # zipfile, KeyError, ValueError: all mean a damaged file
+            raise ValueError(
+                f"{path}: the scaler file is damaged ({type(err).__name__}: {err}); delete "
+                "the model's folder and train again"
+            ) from err
+        if mean.shape != std.shape or mean.ndim != 1 or not np.all(np.isfinite(mean + std)):
+            raise ValueError(
+                f"{path}: the scaler file holds no valid statistics; delete the model's "
+                "folder and train again"
+            )
+        return cls(mean, std)
 
 
 # --------------------------------------------------------------------------------------
-# Many clips: parallel extraction into one frame array, cached on disk.
+# Many clips: one frame array, extracted in parallel, cached on disk.
 # --------------------------------------------------------------------------------------
 
 
@@ -218,12 +256,11 @@ class LogMelSet:
 
     Clip ``i`` is ``frames[offsets[i]:offsets[i + 1]]``. Keeping one contiguous array
     (memory-mapped when read from the cache) lets training gather windows by index
-    without materialising every stacked vector or patch.
+    without materialising every stacked vector or patch. Chapter 2.
 
-    Frames memory-mapped from a cache file stay out of the process's resident memory
-    as far as possible: iterating over the clips releases the pages it has read every
-    :attr:`release_bytes` bytes (:meth:`release_memory`; the operating system keeps
-    them in its file cache), and :meth:`read_clips` copies clips with plain file reads.
+    Frames memory-mapped from the cache stay out of the process's resident memory as far
+    as possible: a pass over the clips releases the pages it has read every
+    :attr:`release_bytes` bytes, and :meth:`read_clips` copies clips with file reads.
     """
 
     frames: np.ndarray
@@ -240,7 +277,7 @@ class LogMelSet:
         return self.frames[self.offsets[i] : self.offsets[i + 1]]
 
     def __iter__(self):
-        mapped = self._mapping() is not None
+        mapped = self.is_mapped
         row_bytes = self.frames.itemsize * max(self.frames.shape[1], 1)
         since_release = 0
         for i in range(len(self)):
@@ -256,6 +293,11 @@ class LogMelSet:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    @property
+    def is_mapped(self) -> bool:
+        """Whether the frames live in a memory-mapped cache file."""
+        return _fastio.mapped_file(self.frames) is not None
 
     def subset(self, indices) -> LogMelSet:
         """A new set holding the given clips, in that order (copies their frames)."""
@@ -276,92 +318,32 @@ class LogMelSet:
             frames[start : start + len(a)] = a
         return cls(frames, offsets, [str(p) for p in paths])
 
-    # -- memory-mapped frames ------------------------------------------------------------
-
-    def _mapping(self):
-        """``(memmap, path, byte offset)`` when the frames are a shared file mapping, else None."""
-        import mmap
-
-        frames = self.frames
-        if not isinstance(frames, np.ndarray) or not frames.flags.c_contiguous:
-            return None
-        root = frames
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        if not (
-            isinstance(root, np.memmap)
-            and isinstance(root.base, mmap.mmap)
-            and root.filename is not None
-            and root.mode in ("r", "r+", "w+")
-        ):
-            return None
-        start = root.offset + (frames.ctypes.data - root.ctypes.data)
-        return root, root.filename, int(start)
-
     def release_memory(self) -> bool:
-        """Drop memory-mapped frames from this process's resident memory.
+        """Drop memory-mapped frames from this process's resident memory (see the notes).
 
-        The pages stay in the operating system's file cache, so reading them again is
-        cheap; arrays taken from the frames stay valid. Returns whether anything was
-        released (False for frames held in memory, which this cannot shrink).
+        Returns whether anything was released (False for frames held in memory).
         """
-        import mmap
-
-        mapping = self._mapping()
-        if mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
-            return False
-        try:
-            mapping[0].base.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):
-            return False
-        return True
+        return _fastio.release(self.frames)
 
     def read_clips(self, clips, out: np.ndarray | None = None, each=None) -> np.ndarray:
         """The frames of several clips, one after the other, in one new array (or ``out``).
 
-        For memory-mapped frames this reads the cache file (``os.preadv``), so the clips
-        never count towards the process's resident memory; otherwise it copies them.
         ``out`` must be C-contiguous with room for every frame of the clips. ``each``, if
         given, is called with each clip's frames in ``out`` right after they are read, to
         change them in place while they are still in the CPU's cache.
         """
         clips = np.asarray(clips, dtype=np.int64)
         lengths = self.offsets[clips + 1] - self.offsets[clips]
-        total = int(lengths.sum())
         if out is None:
-            out = np.empty((total, self.frames.shape[1]), dtype=self.frames.dtype)
-        mapping = self._mapping()
-        fd = None
-        if mapping is not None and hasattr(os, "preadv") and out.dtype == self.frames.dtype:
-            fd = os.open(mapping[1], os.O_RDONLY)
-        try:
-            row_bytes = self.frames.itemsize * self.frames.shape[1]
-            position = 0
-            for clip, length in zip(clips, lengths):
-                begin = int(self.offsets[clip])
-                target = out[position : position + length]
-                if fd is None:
-                    target[...] = self.frames[begin : begin + length]
-                else:
-                    view, done = memoryview(target).cast("B"), 0
-                    while done < len(view):
-                        got = os.preadv(fd, [view[done:]], mapping[2] + begin * row_bytes + done)
-                        if got <= 0:
-                            raise OSError(f"{mapping[1]}: unexpected end of the feature cache")
-                        done += got
-                if each is not None:
-                    each(target)
-                position += int(length)
-        finally:
-            if fd is not None:
-                os.close(fd)
-        return out
+            out = np.empty((int(lengths.sum()), self.frames.shape[1]), dtype=self.frames.dtype)
+        return _fastio.read_rows(self.frames, self.offsets[clips], lengths, out, each)
 
 
 def clip_log_mel(path: str | Path, params: FeatureParams = FeatureParams()) -> np.ndarray:
-    """Load one clip (see :func:`aadlib.data.load_clip`) and return its log-mel energies."""
-    from .data import load_clip
+    """Load one clip (see :func:`aadlib.data.load_clip`) and return its log-mel energies.
 
+    Chapters 2 to 4.
+    """
     return log_mel(load_clip(path, params.sr), params)
 
 
@@ -371,8 +353,6 @@ def cache_key(paths, params: FeatureParams = FeatureParams()) -> str:
     The feature code counts as a parameter: the key also covers librosa's version and
     the source of :func:`log_mel`, so a cache written by other code is not reused.
     """
-    import inspect
-
     try:
         code = inspect.getsource(log_mel)
     except (OSError, TypeError):
@@ -385,32 +365,179 @@ def cache_key(paths, params: FeatureParams = FeatureParams()) -> str:
     return digest.hexdigest()[:24]
 
 
-def _extract_chunk(
-    paths: list,
-    params: FeatureParams,
-    target: tuple[str, int] | None = None,
-    starts=None,
-    lengths=None,
-) -> list:
+class FeatureCacheError(ValueError):
+    """A feature cache entry does not match what was written; it is rebuilt."""
+
+
+@dataclass(frozen=True)
+class _CacheEntry:
+    """One cached frame set: ``<key>.frames.npy``, ``<key>.offsets.npy`` and a record.
+
+    The record (``<key>.json``) is written last and holds each file's size and xxHash,
+    so an entry is used only when both files are exactly what was written.
+    """
+
+    folder: Path
+    key: str
+
+    @property
+    def frames_file(self) -> Path:
+        return self.folder / f"{self.key}.frames.npy"
+
+    @property
+    def offsets_file(self) -> Path:
+        return self.folder / f"{self.key}.offsets.npy"
+
+    @property
+    def record_file(self) -> Path:
+        return self.folder / f"{self.key}.json"
+
+    def files(self) -> tuple[Path, Path, Path]:
+        return self.frames_file, self.offsets_file, self.record_file
+
+    def load(self, n_clips: int, n_mels: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The mapped frames and the offsets; ``None`` when there is no complete entry.
+
+        Raises :class:`FeatureCacheError` when the entry exists but is damaged.
+        """
+        if not all(f.exists() for f in self.files()):
+            return None
+        try:
+            record = json.loads(self.record_file.read_text())
+            for name in ("frames", "offsets"):
+                path = getattr(self, f"{name}_file")
+                if path.stat().st_size != record[name]["bytes"]:
+                    raise FeatureCacheError(f"{path.name} has the wrong size")
+                if _fastio.file_digest(path) != record[name]["xxh3"]:
+                    raise FeatureCacheError(f"{path.name} does not match its checksum")
+            offsets = np.load(self.offsets_file, allow_pickle=False)
+            frames = np.load(self.frames_file, mmap_mode="r", allow_pickle=False)
+        except FeatureCacheError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise FeatureCacheError(f"unreadable ({type(err).__name__}: {err})") from err
+        valid = (
+            offsets.shape == (n_clips + 1,)
+            and offsets[0] == 0
+            and np.all(np.diff(offsets) >= 0)
+            and frames.ndim == 2
+            and frames.shape == (int(offsets[-1]), n_mels)
+        )
+        if not valid:
+            raise FeatureCacheError("its frames and offsets do not fit this clip list")
+        return np.asarray(frames), offsets.astype(np.int64)
+
+    def commit(self, offsets: np.ndarray) -> None:
+        """Write the offsets, then the record that makes the entry valid."""
+        write_npy(self.offsets_file, offsets.astype(np.int64))
+        record = {
+            name: {"bytes": path.stat().st_size, "xxh3": _fastio.file_digest(path)}
+            for name, path in (("frames", self.frames_file), ("offsets", self.offsets_file))
+        }
+        write_text(self.record_file, json.dumps(record, indent=1))
+
+    def remove(self) -> None:
+        for path in self.files():
+            path.unlink(missing_ok=True)
+
+
+def _expected_frames(paths: list[Path], params: FeatureParams) -> np.ndarray | None:
+    """Frames each clip gives (``1 + samples // hop`` for a centred STFT), from headers.
+
+    ``None`` when a header is unusual (another rate, several channels, unreadable): the
+    general path then reports the problem with :func:`aadlib.data.load_clip`'s message.
+    """
+    counts = []
+    for path in paths:
+        try:
+            with sf.SoundFile(path) as f:
+                if f.samplerate != params.sr or f.channels != 1 or f.frames <= 0:
+                    return None
+                padded = f.frames + 2 * (params.n_fft // 2) - params.n_fft
+                counts.append(1 + padded // params.hop_length)
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            return None
+    return np.array(counts, dtype=np.int64)
+
+
+def _extract_chunk(paths, params, target=None, starts=None) -> list:
     """Log-mel arrays of some clips: one worker's share of :func:`extract_logmels`.
 
-    With ``target`` (``(file, byte offset of row 0)`` of a ``.npy`` file with room for
-    every frame), each clip of the expected frame count ``lengths[i]`` is written in
-    place at row ``starts[i]`` and only the frame counts come back, so no array crosses
-    the process boundary; a clip of another length is not written (the caller checks).
+    With ``target`` (see :func:`aadlib._fastio.npy_with_room`), clips are written in place
+    at rows ``starts`` and only their frame counts come back (see the module notes).
     """
+    arrays = [clip_log_mel(p, params) for p in paths]
     if target is None:
-        return [clip_log_mel(p, params) for p in paths]
-    filename, data_offset = target
-    counts = []
-    with open(filename, "r+b", buffering=0) as fh:
-        for path, start, length in zip(paths, starts, lengths):
-            array = np.ascontiguousarray(clip_log_mel(path, params), dtype=np.float32)
-            counts.append(len(array))
-            if len(array) == length:
-                fh.seek(data_offset + int(start) * array.shape[1] * array.itemsize)
-                fh.write(memoryview(array).cast("B"))
-    return counts
+        return arrays
+    expected = np.diff(starts)
+    _fastio.write_rows(target, [(s, a) for s, a, n in zip(starts, arrays, expected) if len(a) == n])
+    return [len(a) for a in arrays]
+
+
+def _run_parallel(paths, params, n_jobs, progress, desc, target=None, offsets=None):
+    """Yield each chunk's clip indices and results, in order, with a progress bar.
+
+    Up to 4 workers are threads of this process: they start at once and share the loaded
+    libraries, and decoding, FFT, matrix product and logarithm release the GIL. More
+    workers are processes, which scale further but take seconds to start.
+    """
+    chunk = max(1, min(32, len(paths) // (4 * n_jobs) or 1))
+    parts = [range(i, min(i + chunk, len(paths))) for i in range(0, len(paths), chunk)]
+
+    def args(part):
+        if target is None:
+            return [paths[i] for i in part], params
+        return [paths[i] for i in part], params, target, offsets[part.start : part.stop + 1]
+
+    threads = n_jobs <= 4
+    if n_jobs == 1:
+        results = (_extract_chunk(*args(part)) for part in parts)
+    else:
+        backend = "threading" if threads else "loky"
+        results = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(
+            delayed(_extract_chunk)(*args(part)) for part in parts
+        )
+    # One BLAS thread per worker thread, as in worker processes.
+    limits = threadpool_limits(1) if threads and n_jobs > 1 else contextlib.nullcontext()
+    with limits, tqdm(total=len(paths), desc=desc, unit="clip", disable=not progress) as bar:
+        for part, result in zip(parts, results):
+            yield part, result
+            bar.update(len(part))
+
+
+def _extract_in_memory(paths, params, n_jobs, progress, desc) -> LogMelSet:
+    arrays: list[np.ndarray] = []
+    for _, result in _run_parallel(paths, params, n_jobs, progress, desc):
+        arrays.extend(result)
+    return LogMelSet.from_arrays(arrays, paths)
+
+
+class _HeadersDisagree(Exception):
+    """A clip gave another number of frames than its header promised."""
+
+
+def _extract_into_cache(paths, params, n_jobs, progress, desc, entry: _CacheEntry) -> None:
+    """Compute every clip into the entry's frames file (in place when the headers allow)."""
+    counts = _expected_frames(paths, params)
+    if counts is not None:
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+        def fill(tmp: Path) -> None:
+            target = _fastio.npy_with_room(tmp, int(offsets[-1]), params.n_mels)
+            run = _run_parallel(paths, params, n_jobs, progress, desc, target, offsets)
+            if not np.array_equal([n for _, part in run for n in part], counts):
+                raise _HeadersDisagree
+
+        try:
+            write_atomic(entry.frames_file, fill)
+            entry.commit(offsets)
+            return
+        except _HeadersDisagree:
+            pass
+    # Some clip is not what its header promised: gather the arrays, then write them.
+    logmels = _extract_in_memory(paths, params, n_jobs, progress, desc)
+    write_npy(entry.frames_file, logmels.frames)
+    entry.commit(logmels.offsets)
 
 
 def extract_logmels(
@@ -422,7 +549,7 @@ def extract_logmels(
     progress: bool = True,
     desc: str = "log-mel",
 ) -> LogMelSet:
-    """Log-mel energies of many clips, in parallel, optionally cached on disk.
+    """Log-mel energies of many clips, in parallel, optionally cached on disk. Chapter 2.
 
     Parameters
     ----------
@@ -430,129 +557,32 @@ def extract_logmels(
         Clip files, in the order the result keeps.
     n_jobs
         Workers (``None``: every core; 1: in this process, one clip after another).
-        Up to 4 workers are threads of this process: they start at once and share the
-        loaded libraries, and decoding, FFT, matrix product and logarithm release the
-        GIL. More workers are processes, which scale further but take seconds to start.
     cache_dir
         Folder for the cache. The key covers the parameters and every file's path,
-        size and modification time, so a changed file or parameter recomputes.
-        A cached set is memory-mapped, not read into memory.
-
-    Each clip's frame count follows from its header, so the frame array is allocated
-    once and every clip lands in place: with a cache, the workers write straight into
-    the cache file (no array is sent back, nothing is held in memory) and the result is
-    mapped from that file; without one, each clip is copied once into the result.
+        size and modification time, so a changed file or parameter recomputes. A cached
+        set is checked against the checksums written with it and memory-mapped, not read
+        into memory; a damaged entry is rebuilt, with a warning that names it.
     """
-    import contextlib
-
-    import soundfile as sf
-
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("extract_logmels needs at least one clip")
-    cache_files = None
-    if cache_dir is not None:
-        key = cache_key(paths, params)
-        cache_dir = Path(cache_dir)
-        cache_files = (cache_dir / f"{key}.frames.npy", cache_dir / f"{key}.offsets.npy")
-        if all(f.exists() for f in cache_files):
-            frames = np.load(cache_files[0], mmap_mode="r", allow_pickle=False)
-            offsets = np.load(cache_files[1], allow_pickle=False)
-            return LogMelSet(frames, offsets, [str(p) for p in paths])
-
     n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(paths)))
-    chunk = max(1, min(32, len(paths) // (4 * n_jobs) or 1))
-    chunks = [range(i, min(i + chunk, len(paths))) for i in range(0, len(paths), chunk)]
+    if cache_dir is None:
+        return _extract_in_memory(paths, params, n_jobs, progress, desc)
 
-    def expected_counts():
-        # Frames of a centred STFT: 1 + samples // hop. None when a header is unusual;
-        # the general path below then reports the problem (or copes with it).
-        counts = []
-        for path in paths:
-            try:
-                with sf.SoundFile(path) as f:
-                    if f.samplerate != params.sr or f.channels != 1 or f.frames <= 0:
-                        return None
-                    padded = f.frames + 2 * (params.n_fft // 2) - params.n_fft
-                    counts.append(1 + padded // params.hop_length)
-            except Exception:  # noqa: BLE001 - the workers raise the precise AudioError
-                return None
-        return np.array(counts, dtype=np.int64)
-
-    def run(target=None, starts=None, counts=None):
-        """Yield ``(clip indices, result)`` per chunk, in order."""
-        bar = tqdm(total=len(paths), desc=desc, unit="clip", disable=not progress, leave=False)
-
-        def args(part):
-            if target is None:
-                return [paths[i] for i in part], params
-            window = slice(part.start, part.stop)
-            return [paths[i] for i in part], params, target, starts[window], counts[window]
-
-        threads = 1 < n_jobs <= 4
-        if n_jobs == 1:
-            results = (_extract_chunk(*args(part)) for part in chunks)
-        else:
-            results = Parallel(
-                n_jobs=n_jobs, backend="threading" if threads else "loky", return_as="generator"
-            )(delayed(_extract_chunk)(*args(part)) for part in chunks)
-        limits = contextlib.nullcontext()
-        if threads:  # one BLAS thread per worker thread, as in worker processes
-            with contextlib.suppress(ImportError):
-                from threadpoolctl import threadpool_limits
-
-                limits = threadpool_limits(1)
-        try:
-            with limits:
-                for part, result in zip(chunks, results):
-                    yield part, result
-                    bar.update(len(part))
-        finally:
-            bar.close()
-
-    def from_arrays():
-        arrays: list[np.ndarray] = []
-        for _, result in run():
-            arrays.extend(result)
-        return LogMelSet.from_arrays(arrays, paths)
-
-    counts = expected_counts()
-    offsets = None if counts is None else np.concatenate([[0], np.cumsum(counts)])
-    n_mels = params.n_mels
-    if cache_files is None:
-        if offsets is None:
-            return from_arrays()
-        frames = np.empty((int(offsets[-1]), n_mels), dtype=np.float32)
-        matched = True
-        for part, arrays in run():
-            for i, array in zip(part, arrays):
-                if array.shape != (counts[i], n_mels):
-                    matched = False
-                    break
-                frames[offsets[i] : offsets[i + 1]] = array
-        if not matched:
-            return from_arrays()
-        return LogMelSet(frames, offsets, [str(p) for p in paths])
-
+    cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".tmp-{os.getpid()}-{cache_files[0].name}"
+    remove_stale_temporaries(cache_dir)
+    entry = _CacheEntry(cache_dir, cache_key(paths, params))
     try:
-        if offsets is not None:
-            room = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.float32, shape=(int(offsets[-1]), n_mels)
-            )
-            target = (str(tmp), int(room.offset))
-            del room
-            written = [n for _, part_counts in run(target, offsets, counts) for n in part_counts]
-            if np.array_equal(written, counts):
-                tmp.replace(cache_files[0])
-        if offsets is None or tmp.exists():
-            logmels = from_arrays()
-            offsets = logmels.offsets
-            write_npy(cache_files[0], logmels.frames)
-    finally:
-        tmp.unlink(missing_ok=True)
-    write_npy(cache_files[1], offsets.astype(np.int64))
-    frames = np.load(cache_files[0], mmap_mode="r", allow_pickle=False)
-    # A plain array view of the mapping: the frames live in the cache file, not in memory.
-    return LogMelSet(np.asarray(frames), offsets.astype(np.int64), [str(p) for p in paths])
+        cached = entry.load(len(paths), params.n_mels)
+    except FeatureCacheError as err:
+        log.warning("feature cache %s is damaged (%s); rebuilding it", entry.frames_file, err)
+        entry.remove()
+        cached = None
+    if cached is None:
+        entry.remove()
+        _extract_into_cache(paths, params, n_jobs, progress, desc, entry)
+        cached = entry.load(len(paths), params.n_mels)
+    frames, offsets = cached
+    return LogMelSet(frames, offsets, [str(p) for p in paths])

@@ -1,18 +1,17 @@
-"""Keras 3 builders for the paper's two autoencoders.
+"""Keras 3 builders for the paper's autoencoders, and a table of a model's layers.
 
-Chapters: ``notebooks/03_dense_autoencoder.ipynb`` and
-``notebooks/04_conv_autoencoder.ipynb``.
+Chapters 3 (the Dense AE) and 4 (the CNN AE).
 """
 
 from __future__ import annotations
 
 import keras
+import pandas as pd
 from keras import layers
 
-__all__ = ["build_dense_ae", "build_cnn_ae", "build_model", "MODEL_KINDS"]
+from .paper import MODEL_KINDS, N_MELS, model_spec
 
-#: The two model kinds of the paper, by the names the CLI and tables use.
-MODEL_KINDS: tuple[str, ...] = ("dense", "cnn")
+__all__ = ["build_dense_ae", "build_cnn_ae", "build_model", "layer_table", "CNN_ENCODER"]
 
 
 def _dense_block(x, units: int, name: str, bn_momentum: float = 0.99):
@@ -22,14 +21,14 @@ def _dense_block(x, units: int, name: str, bn_momentum: float = 0.99):
 
 
 def build_dense_ae(
-    input_dim: int = 640,
+    input_dim: int = model_spec("dense").input_values,
     hidden_units: int = 512,
     n_hidden: int = 4,
     bottleneck: int = 8,
     bottleneck_bn_relu: bool = False,
     bn_momentum: float = 0.99,
 ) -> keras.Model:
-    """The paper's Dense AE (Section 2.3, Fig. 3 top).
+    """The paper's Dense AE (Section 2.3, Fig. 3 top). Chapter 3.
 
     Encoder ``n_hidden`` x [Dense(512), BatchNorm, ReLU], a Dense(8) bottleneck,
     decoder ``n_hidden`` x [Dense(512), BatchNorm, ReLU] and a linear
@@ -76,11 +75,11 @@ def _conv_block(x, filters, kernel, strides, name, transpose=False, bn_momentum=
 
 
 def build_cnn_ae(
-    input_shape: tuple[int, int, int] = (32, 128, 1),
+    input_shape: tuple[int, int, int] = (model_spec("cnn").window_frames, N_MELS, 1),
     bottleneck: int = 40,
     bn_momentum: float = 0.99,
 ) -> keras.Model:
-    """The paper's CNN AE (Section 2.3, Fig. 3 bottom), for 32 x 128 patches.
+    """The paper's CNN AE (Section 2.3, Fig. 3 bottom), for 32 x 128 patches. Chapter 4.
 
     Encoder: five Conv2D blocks (32, 64, 128, 256, 512 filters; kernels 5, 5, 5, 3, 3;
     strides (1,2), (1,2), (2,2), (2,2), (2,2); 'same' padding; BatchNorm and ReLU),
@@ -107,10 +106,25 @@ def build_cnn_ae(
     return keras.Model(inputs, outputs, name="cnn_ae")
 
 
+_BUILDERS = {"dense": build_dense_ae, "cnn": build_cnn_ae}
+
+
 def build_model(kind: str, **kwargs) -> keras.Model:
-    """Build a model by kind name: ``"dense"`` or ``"cnn"``."""
-    if kind == "dense":
-        return build_dense_ae(**kwargs)
-    if kind == "cnn":
-        return build_cnn_ae(**kwargs)
-    raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS}")
+    """Build a model by kind name (:data:`aadlib.paper.MODEL_KINDS`). Chapter 5."""
+    model_spec(kind)  # an unknown kind gets the error that lists the kinds
+    return _BUILDERS[kind](**kwargs)
+
+
+def layer_table(model: keras.Model, with_parameters_only: bool = False) -> pd.DataFrame:
+    """One row per layer: name, type, output shape and parameter count. Chapters 3, 4."""
+    rows = [
+        (layer.name, type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
+        for layer in model.layers
+    ]
+    table = pd.DataFrame(rows, columns=["layer", "type", "output shape", "parameters"])
+    if with_parameters_only:
+        table = table[table.parameters > 0]
+    return table.reset_index(drop=True)
+
+
+assert set(_BUILDERS) == set(MODEL_KINDS), "every model kind of aadlib.paper has a builder"

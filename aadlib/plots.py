@@ -12,10 +12,12 @@ import pandas as pd
 from matplotlib.patches import Rectangle
 from sklearn.metrics import roc_curve
 
-from .data import SAMPLE_RATE
 from .features import FeatureParams
+from .paper import SAMPLE_RATE, model_spec
 
 __all__ = [
+    "LABEL_COLORS",
+    "MODEL_COLORS",
     "waveform",
     "spectrogram",
     "windows_on_spectrogram",
@@ -28,7 +30,9 @@ __all__ = [
     "error_over_time",
 ]
 
+#: Colours of normal and anomalous clips in every figure.
 LABEL_COLORS = {"normal": "#1f77b4", "anomaly": "#d62728"}
+#: Colours of the models in every figure.
 MODEL_COLORS = {"baseline": "#7f7f7f", "dense": "#1f77b4", "cnn": "#ff7f0e"}
 
 
@@ -41,7 +45,7 @@ def _axes(ax, figsize):
 
 
 def waveform(y, sr: int = SAMPLE_RATE, ax=None, figsize=(8, 2.2), title=None, **kwargs):
-    """Plot a waveform against time in seconds. Chapter 01."""
+    """Plot a waveform against time in seconds. Chapter 1."""
     fig, ax = _axes(ax, figsize)
     t = np.arange(len(y)) / sr
     ax.plot(t, y, lw=0.4, **kwargs)
@@ -61,7 +65,7 @@ def spectrogram(
     cmap="magma",
     unit="dB",
 ):
-    """Show a ``(n_frames, n_mels)`` log-mel spectrogram, time across. Chapters 01, 02."""
+    """Show a ``(n_frames, n_mels)`` log-mel spectrogram, time across. Chapters 1, 2, 4."""
     fig, ax = _axes(ax, figsize)
     seconds = len(logmel) * params.hop_length / params.sr
     image = ax.imshow(
@@ -92,14 +96,12 @@ def windows_on_spectrogram(
 ):
     """Draw the first ``n_show`` model inputs (Dense vectors or CNN patches) as boxes.
 
-    Chapter 02: a Dense AE vector spans 5 frames, a CNN AE patch 32 frames; both
+    Chapter 2: a Dense AE vector spans 5 frames, a CNN AE patch 32 frames; both
     cover all 128 mel bins.
     """
-    from .windows import WINDOW_FRAMES
-
     fig, ax = spectrogram(logmel, params, ax=ax, figsize=figsize, title=title)
     frame = params.hop_length / params.sr
-    width = WINDOW_FRAMES[kind]
+    width = model_spec(kind).window_frames
     colors = plt.cm.viridis(np.linspace(0.2, 1.0, n_show))
     for i in range(n_show):
         start = i * hop * frame
@@ -118,7 +120,10 @@ def windows_on_spectrogram(
 
 
 def loss_curves(history: pd.DataFrame, ax=None, figsize=(5, 3), title=None):
-    """Training and validation loss per epoch, with the kept (best) epoch marked. Ch. 03, 04."""
+    """Training and validation loss per epoch, with the kept (best) epoch marked. Ch. 03, 04.
+
+    Chapters 3, 4.
+    """
     fig, ax = _axes(ax, figsize)
     ax.plot(history["epoch"], history["loss"], marker="o", ms=3, label="training")
     if "val_loss" in history:
@@ -131,7 +136,7 @@ def loss_curves(history: pd.DataFrame, ax=None, figsize=(5, 3), title=None):
 
 
 def score_histogram(scores: pd.DataFrame, ax=None, figsize=(5, 3), bins=30, title=None):
-    """Distribution of clip scores, normal against anomalous clips. Chapters 03, 04."""
+    """Distribution of clip scores, normal against anomalous clips. Chapters 3, 4."""
     fig, ax = _axes(ax, figsize)
     edges = np.histogram_bin_edges(scores["score"], bins=bins)
     for label in ("normal", "anomaly"):
@@ -145,7 +150,7 @@ def score_histogram(scores: pd.DataFrame, ax=None, figsize=(5, 3), bins=30, titl
 
 
 def roc_curves(scores: pd.DataFrame, ax=None, figsize=(4.5, 4.2), max_fpr=0.1, title=None):
-    """ROC curve per machine ID, the pAUC region shaded. Chapters 03, 04."""
+    """ROC curve per machine ID, the pAUC region shaded. Chapters 3, 4."""
     fig, ax = _axes(ax, figsize)
     ax.axvspan(0, max_fpr, color="0.9", label=f"pAUC region (FPR ≤ {max_fpr})")
     for machine_id, group in scores.groupby("machine_id"):
@@ -166,7 +171,7 @@ def paper_vs_ours(
     figsize=(9, 3.6),
     title=None,
 ):
-    """Per-type averages: the paper's bars beside ours, for each model. Chapter 05.
+    """Per-type averages: the paper's bars beside ours, for each model. Chapter 5.
 
     ``comparison`` is :func:`aadlib.pipeline.comparison_table` output.
     """
@@ -192,7 +197,7 @@ def paper_vs_ours(
 
 
 def reconstruction(patch, recon, axes=None, figsize=(10, 2.8), title=None):
-    """A CNN AE input patch, its reconstruction and the squared error. Chapter 04."""
+    """A CNN AE input patch, its reconstruction and the squared error. Chapter 4."""
     if axes is None:
         fig, axes = plt.subplots(1, 3, figsize=figsize, layout="constrained", sharey=True)
     else:
@@ -218,7 +223,7 @@ def reconstruction(patch, recon, axes=None, figsize=(10, 2.8), title=None):
 def hourglass(model, ax=None, figsize=(9, 3.2), title=None):
     """Size of every layer's output (values per example), the shape of an autoencoder.
 
-    Chapters 3 and 4: the bars narrow to the bottleneck and widen back.
+    Chapters 3, 4: the bars narrow to the bottleneck and widen back.
     """
     fig, ax = _axes(ax, figsize)
     names, sizes = [], []

@@ -1,17 +1,19 @@
-"""Data profiles, folders, seeding and the compute device: the settings every chapter shares.
+"""Data profiles: which data a run uses, how long each model trains, and where files go.
 
-Chapter: ``book/setup.md``.
-
-One switch picks the profile: the ``AADLIB_PROFILE`` environment variable in notebooks,
-``--profile`` on the command line.
+Setup page and every chapter's first cell. One switch picks the profile: the
+``AADLIB_PROFILE`` environment variable in notebooks, ``--profile`` on the command line.
 
 - ``quick`` (default): the synthetic set at a small size and short training; the whole
   book executes in minutes on a 2-core CPU, offline.
-- ``tiny``: smaller still, for smoke tests of the notebooks.
+- ``tiny``: smaller still, for smoke tests.
 - ``full``: the real DCASE 2020 Task 2 development set and the paper's settings
-  (100 epochs at most, every vector and every third patch); meant for a GPU.
+  (:data:`aadlib.paper.MODELS`); meant for a GPU.
 - ``full-synthetic``: the synthetic set at the real set's size with the paper's
   settings, for timing and memory at true scale without the download.
+
+A profile is resolved once, where a run enters (a chapter's first cell, the command
+line), by :func:`resolve`: that fixes its folders and its seed, and the resolved object is
+passed down to everything the run does.
 """
 
 from __future__ import annotations
@@ -19,20 +21,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .windows import PAPER_HOP
+from . import __version__, paper
 
 __all__ = [
+    "ModelSettings",
     "Profile",
     "PROFILES",
-    "get_profile",
-    "home",
-    "data_root",
-    "results_root",
+    "PROFILE_ENV",
+    "resolve",
     "set_seed",
     "describe_device",
     "session_info",
@@ -42,8 +43,43 @@ PROFILE_ENV = "AADLIB_PROFILE"
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """How one model kind is trained and scored under a profile.
+
+    Attributes
+    ----------
+    epochs
+        Upper bound on epochs; early stopping usually ends sooner.
+    patience
+        Early-stopping patience (``None``: none).
+    train_hop, score_hop
+        Frames between consecutive windows in training and in scoring.
+    normalise
+        Feed the model z-normalised frames. The paper's Dense AE reads raw dB values; then
+        the output layer must learn offsets of tens of dB with Adam's small steps, which
+        takes the tens of thousands of steps of a full run, not the few hundred of quick.
+    """
+
+    epochs: int
+    patience: int | None
+    train_hop: int
+    score_hop: int
+    normalise: bool
+
+    @classmethod
+    def paper(cls, kind: str) -> ModelSettings:
+        """The paper's settings for a kind (:data:`aadlib.paper.MODELS`)."""
+        spec = paper.model_spec(kind)
+        return cls(spec.epochs, spec.patience, spec.hop, spec.hop, spec.normalise)
+
+
+def _paper_models() -> dict[str, ModelSettings]:
+    return {kind: ModelSettings.paper(kind) for kind in paper.MODEL_KINDS}
+
+
+@dataclass(frozen=True)
 class Profile:
-    """What data a run uses and how long it trains.
+    """What data a run uses, how each model kind trains, and where the run's files go.
 
     Attributes
     ----------
@@ -51,165 +87,217 @@ class Profile:
         ``"synthetic"`` or ``"real"``.
     synth_size
         Size of the synthetic set (see :data:`aadlib.synth.SIZES`); ``None`` for real data.
-    dense_epochs, cnn_epochs
-        Upper bound on epochs; early stopping usually ends sooner.
-    dense_train_hop, cnn_train_hop
-        Frames between consecutive training vectors / patches (paper: 1 and 3).
-    dense_score_hop, cnn_score_hop
-        The same for scoring test clips.
-    dense_normalised
-        Feed the Dense AE z-normalised frames. The paper feeds raw dB values; then the
-        output layer must learn offsets of tens of dB with Adam's small steps, which takes
-        the tens of thousands of steps of a full run, not the few hundred of ``quick``.
-    steps_per_epoch
-        Cap on batches per epoch (``None``: all), to time or test the full-size
-        profiles on a CPU without training for days.
+    models
+        :class:`ModelSettings` per model kind.
     bn_momentum
         Momentum of the batch-normalisation moving averages (Keras' default 0.99, as the
         authors used). After only a few dozen steps those averages still remember their
         initial values, so the short profiles use 0.9.
+    steps_per_epoch
+        Cap on batches per epoch (``None``: all), to time or test the full-size
+        profiles on a CPU without training for days.
+    seed
+        Seed of the training runs (data split, shuffles, initial weights).
+    home, data_root, results
+        Where the run's files go; set by :func:`resolve`.
     """
 
     name: str
     data: str
     synth_size: str | None
-    dense_epochs: int
-    cnn_epochs: int
-    patience: int
-    dense_train_hop: int
-    cnn_train_hop: int
-    dense_score_hop: int
-    cnn_score_hop: int
     description: str
-    dense_normalised: bool = False
+    models: dict[str, ModelSettings] = field(default_factory=_paper_models)
     bn_momentum: float = 0.99
     steps_per_epoch: int | None = None
+    seed: int = 0
+    home: Path | None = None
+    data_root: Path | None = None
+    results: Path | None = None
+
+    def __post_init__(self):
+        for kind, settings in self.models.items():
+            for name in ("epochs", "train_hop", "score_hop"):
+                if getattr(settings, name) < 1:
+                    raise ValueError(f"{kind} {name} must be at least 1")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be at least 1, not {self.steps_per_epoch}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, not {self.seed}")
+
+    def model(self, kind: str) -> ModelSettings:
+        """The settings of one model kind."""
+        paper.model_spec(kind)  # an unknown kind gets the error that lists the kinds
+        try:
+            return self.models[kind]
+        except KeyError:
+            raise ValueError(f"profile {self.name!r} has no settings for {kind!r}") from None
 
     @property
-    def is_paper_setting(self) -> bool:
-        return self.name in ("full", "full-synthetic")
+    def cache_dir(self) -> Path:
+        """Where extracted log-mel features are cached."""
+        return self._resolved().home / "cache" / "features"
+
+    def _resolved(self) -> Profile:
+        if self.home is None or self.data_root is None or self.results is None:
+            raise RuntimeError(
+                f"profile {self.name!r} has no folders yet: get it from aadlib.profiles.resolve()"
+            )
+        return self
 
     def replace(self, **changes) -> Profile:
         """A copy with some fields changed (e.g. fewer epochs for a test)."""
         return dataclasses.replace(self, **changes)
 
+    def with_model(self, kind: str, **changes) -> Profile:
+        """A copy with some settings of one model kind changed, e.g. ``epochs=20``."""
+        return self.replace(
+            models={**self.models, kind: dataclasses.replace(self.model(kind), **changes)}
+        )
 
-_PAPER = dict(
-    dense_epochs=100,
-    cnn_epochs=100,
-    patience=10,
-    dense_train_hop=PAPER_HOP["dense"],
-    cnn_train_hop=PAPER_HOP["cnn"],
-    dense_score_hop=PAPER_HOP["dense"],
-    cnn_score_hop=PAPER_HOP["cnn"],
-)
+    def with_models(self, **changes) -> Profile:
+        """A copy with the same change of :class:`ModelSettings` for every kind.
+
+        ``epochs`` caps rather than sets: ``with_models(epochs=2)`` trains at most 2 epochs.
+        """
+        models = {}
+        for kind, settings in self.models.items():
+            updated = dict(changes)
+            if "epochs" in updated:
+                updated["epochs"] = min(updated["epochs"], settings.epochs)
+            models[kind] = dataclasses.replace(settings, **updated)
+        return self.replace(models=models)
+
+
+def _short(epochs: dict, patience: int, train_hop: dict, score_hop: dict) -> dict:
+    """Settings of a short profile: z-normalised inputs for every kind."""
+    return {
+        kind: ModelSettings(epochs[kind], patience, train_hop[kind], score_hop[kind], True)
+        for kind in epochs
+    }
+
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         "quick",
         "synthetic",
         "quick",
-        dense_epochs=8,
-        cnn_epochs=3,
-        patience=3,
-        dense_train_hop=4,
-        cnn_train_hop=96,
-        dense_score_hop=2,
-        cnn_score_hop=64,
-        description="synthetic data, small; minutes on a CPU (the book's default)",
-        dense_normalised=True,
+        "synthetic data, small; minutes on a CPU (the book's default)",
+        models=_short(
+            epochs={"dense": 8, "cnn": 3},
+            patience=3,
+            train_hop={"dense": 4, "cnn": 96},
+            score_hop={"dense": 2, "cnn": 64},
+        ),
         bn_momentum=0.9,
     ),
     "tiny": Profile(
         "tiny",
         "synthetic",
         "tiny",
-        dense_epochs=2,
-        cnn_epochs=1,
-        patience=1,
-        dense_train_hop=4,
-        cnn_train_hop=64,
-        dense_score_hop=4,
-        cnn_score_hop=64,
-        description="synthetic data, smallest; smoke tests of the notebooks",
-        dense_normalised=True,
+        "synthetic data, smallest; smoke tests",
+        models=_short(
+            epochs={"dense": 2, "cnn": 1},
+            patience=1,
+            train_hop={"dense": 4, "cnn": 64},
+            score_hop={"dense": 4, "cnn": 64},
+        ),
         bn_momentum=0.9,
     ),
     "full": Profile(
         "full",
         "real",
         None,
-        **_PAPER,
-        description="real DCASE 2020 Task 2 development data, the paper's settings (GPU)",
+        "real DCASE 2020 Task 2 development data, the paper's settings (GPU)",
     ),
     "full-synthetic": Profile(
         "full-synthetic",
         "synthetic",
         "full",
-        **_PAPER,
-        description="synthetic data at the real set's size, the paper's settings",
+        "synthetic data at the real set's size, the paper's settings",
     ),
 }
 
 
-def get_profile(name: str | Profile | None = None) -> Profile:
-    """The profile by name, or from ``AADLIB_PROFILE``, or ``quick``."""
-    if isinstance(name, Profile):
-        return name
-    name = name or os.environ.get(PROFILE_ENV) or "quick"
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
-            f"(argument --profile or environment variable {PROFILE_ENV})"
-        ) from None
-
-
-def home() -> Path:
-    """aadlib's working folder: ``AADLIB_HOME`` or the user's cache folder."""
+def _home(home: str | Path | None) -> Path:
+    """aadlib's working folder: the argument, ``AADLIB_HOME`` or the user's cache folder."""
+    if home is not None:
+        return Path(home).expanduser()
     env = os.environ.get("AADLIB_HOME")
     if env:
         return Path(env).expanduser()
-    import pooch
+    import pooch  # only where no folder is given: it imports requests and more
 
     return Path(pooch.os_cache("aadlib"))
 
 
-def data_root(profile: str | Profile | None = None) -> Path:
-    """Where the profile's data set lives (``AADLIB_DATA_ROOT`` overrides).
+def resolve(
+    profile: str | Profile | None = None,
+    *,
+    home: str | Path | None = None,
+    data_root: str | Path | None = None,
+    results: str | Path | None = None,
+    seed: int | None = None,
+) -> Profile:
+    """The profile of a run, with its folders and seed fixed. Every chapter's first cell.
+    Chapters 1 to 5.
 
-    The synthetic sets sit in ``<home>/data/synthetic-<size>``, the real one in
-    ``<home>/data/dcase2020-task2-dev``.
+    Parameters
+    ----------
+    profile
+        A name of :data:`PROFILES` or a :class:`Profile`; default ``AADLIB_PROFILE`` or
+        ``quick``.
+    home
+        aadlib's working folder (default ``AADLIB_HOME``, else the user's cache folder).
+    data_root
+        The data set's folder (default ``AADLIB_DATA_ROOT``, else
+        ``<home>/data/synthetic-<size>`` or ``<home>/data/dcase2020-task2-dev``).
+    results
+        The base folder of results (default ``AADLIB_RESULTS``, else ``<home>/results``);
+        a profile's models, scores and tables go into ``<results>/<profile name>``.
+    seed
+        The training seed (default: the profile's, 0).
     """
-    env = os.environ.get("AADLIB_DATA_ROOT")
-    if env:
-        return Path(env).expanduser()
-    profile = get_profile(profile)
-    if profile.data == "real":
-        return home() / "data" / "dcase2020-task2-dev"
-    return home() / "data" / f"synthetic-{profile.synth_size}"
-
-
-def results_root(profile: str | Profile | None = None) -> Path:
-    """Where trained models, scores and tables go (``AADLIB_RESULTS`` overrides)."""
-    env = os.environ.get("AADLIB_RESULTS")
-    base = Path(env).expanduser() if env else home() / "results"
-    return base / get_profile(profile).name
+    if not isinstance(profile, Profile):
+        name = profile or os.environ.get(PROFILE_ENV) or "quick"
+        if name not in PROFILES:
+            raise ValueError(
+                f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
+                f"(argument --profile or environment variable {PROFILE_ENV})"
+            )
+        profile = PROFILES[name]
+    base = _home(home)
+    if data_root is None:
+        data_root = os.environ.get("AADLIB_DATA_ROOT")
+    if data_root is None:
+        folder = (
+            "dcase2020-task2-dev" if profile.data == "real" else f"synthetic-{profile.synth_size}"
+        )
+        data_root = base / "data" / folder
+    if results is None:
+        results = os.environ.get("AADLIB_RESULTS") or base / "results"
+    return profile.replace(
+        home=base,
+        data_root=Path(data_root).expanduser(),
+        results=Path(results).expanduser() / profile.name,
+        seed=profile.seed if seed is None else int(seed),
+    )
 
 
 def set_seed(seed: int = 0) -> None:
     """Seed Python, NumPy and Keras/TensorFlow together, so a run repeats on one machine."""
     random.seed(seed)
     np.random.seed(seed)
-    import keras
+    import keras  # here, not at the top: reading a profile must not load TensorFlow
 
     keras.utils.set_random_seed(seed)
 
 
 def describe_device() -> str:
-    """A line naming the device Keras will train on (the GPUs TensorFlow sees, or the CPU)."""
-    import tensorflow as tf
+    """A line naming the device Keras will train on (the GPUs TensorFlow sees, or the CPU).
+
+    Chapter 5.
+    """
+    import tensorflow as tf  # here, not at the top: reading a profile must not load it
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
@@ -221,16 +309,25 @@ def describe_device() -> str:
     return "GPU: " + ", ".join(names)
 
 
-def session_info(profile: str | Profile | None = None) -> str:
-    """A short report for the top of a chapter: profile, folders and compute device."""
-    from . import __version__
+def _shown(path: Path, home: Path) -> str:
+    """A folder as a reader should see it: relative to the working folder when inside it."""
+    try:
+        return str(Path("$AADLIB_HOME") / path.relative_to(home))
+    except ValueError:
+        return str(path)
 
-    profile = get_profile(profile)
+
+def session_info(profile: Profile) -> str:
+    """A short report for the top of a chapter: profile, folders and compute device.
+
+    Chapters 1 to 5.
+    """
+    profile = profile._resolved()
     return "\n".join(
         [
             f"aadlib {__version__}, profile '{profile.name}': {profile.description}",
-            f"data:    {data_root(profile)}",
-            f"results: {results_root(profile)}",
+            f"data:    {_shown(profile.data_root, profile.home)}",
+            f"results: {_shown(profile.results, profile.home)}",
             f"device:  {describe_device()}",
         ]
     )

@@ -1,22 +1,27 @@
 """The paper's tables and other published figures, as data.
 
-Chapter: ``notebooks/05_reproducing_the_tables.ipynb``.
+Chapters 1 (Table 1) and 5 (Table 2 and the baseline).
 
 The CSV files live in ``aadlib/resources`` (their sources are listed in its README).
 """
 
 from __future__ import annotations
 
-from importlib import resources
+import functools
 
 import pandas as pd
 
+from . import paper
+from .data import CLIP_SECONDS, read_resource_csv
+from .paper import MODEL_KINDS
+
 __all__ = [
-    "resource_path",
     "table1",
     "table2",
     "table2_long",
     "baseline_dev_results",
+    "real_logmel_stats",
+    "training_workload",
     "PAPER_ERRATA",
 ]
 
@@ -46,38 +51,50 @@ PAPER_ERRATA: tuple[dict, ...] = (
 )
 
 
-def resource_path(name: str):
-    """Path of a file shipped in ``aadlib/resources``."""
-    return resources.files("aadlib") / "resources" / name
+@functools.cache
+def _table1() -> pd.DataFrame:
+    table = read_resource_csv("table1_dataset_sizes.csv")
+    return table[table["split"] == "dev"].drop(columns=["split"]).reset_index(drop=True)
 
 
-def _read(name: str) -> pd.DataFrame:
-    with resource_path(name).open("r", encoding="utf-8") as fh:
-        return pd.read_csv(fh)
+def table1(consistent: bool = False) -> pd.DataFrame:
+    """Table 1 (development part): training and test clips per machine type and ID. Chapter 1.
 
-
-def table1() -> pd.DataFrame:
-    """Table 1 (development part): training and test clips per machine type and ID."""
-    table = _read("table1_dataset_sizes.csv")
-    return table.drop(columns=["split"])
+    Columns ``machine_type``, ``machine_id``, ``train_files``, ``test_files``: as printed,
+    or with ``consistent=True`` with the corrections of :data:`PAPER_ERRATA` applied (the
+    counts that add up to what the archives extract to).
+    """
+    table = _table1().copy()
+    if consistent:
+        for erratum in PAPER_ERRATA:
+            if erratum["table"] == "table1":
+                row = (table.machine_type == erratum["machine_type"]) & (
+                    table.machine_id == int(erratum["machine_id"])
+                )
+                table.loc[row, erratum["column"]] = erratum["consistent"]
+    return table
 
 
 def table2() -> pd.DataFrame:
-    """Table 2 as published: AUC and pAUC (%) per ID and per-type average.
+    """Table 2 as published: AUC and pAUC (%) per ID and per-type average. Chapter 5.
 
     Columns: ``machine_type``, ``machine_id`` (``"1"``..., or ``"average"``) and
     ``{baseline,dense,cnn}_{auc,pauc}``. pAUC is McClish-standardised.
     """
-    table = _read("table2.csv")
+    table = read_resource_csv("table2.csv")
     table["machine_id"] = table["machine_id"].astype(str)
     return table
 
 
 def table2_long() -> pd.DataFrame:
-    """Table 2 in long form: one row per (model, machine type, ID) with ``auc``, ``pauc``."""
+    """Table 2 in long form: one row per (model, machine type, ID) with ``auc``, ``pauc``.
+
+    Chapter 5. The models are ``baseline`` (the DCASE 2020 baseline) and the kinds of
+    :data:`aadlib.paper.MODEL_KINDS`.
+    """
     wide = table2()
     parts = []
-    for model in ("baseline", "dense", "cnn"):
+    for model in dict.fromkeys(("baseline", *MODEL_KINDS)):
         part = wide[["machine_type", "machine_id", f"{model}_auc", f"{model}_pauc"]]
         part = part.rename(columns={f"{model}_auc": "auc", f"{model}_pauc": "pauc"})
         parts.append(part.assign(model=model))
@@ -87,5 +104,39 @@ def table2_long() -> pd.DataFrame:
 
 
 def baseline_dev_results() -> pd.DataFrame:
-    """The DCASE 2020 baseline's published development results (average over IDs, %)."""
-    return _read("baseline_dev_results.csv")
+    """The DCASE 2020 baseline's published development results (average over IDs, %). Chapter 5."""
+    return read_resource_csv("baseline_dev_results.csv")
+
+
+@functools.cache
+def _real_logmel_stats() -> pd.DataFrame:
+    return read_resource_csv("real_logmel_stats.csv")
+
+
+def real_logmel_stats() -> pd.DataFrame:
+    """Per machine type and mel bin: mean and std (dB) of the real training log-mels.
+
+    Columns ``machine_type``, ``mel_bin``, ``mean_db``, ``std_db``, from the scaler files
+    published with the authors' code. Chapter 2 compares the synthetic set with them.
+    """
+    return _real_logmel_stats().copy()
+
+
+def training_workload(kinds=MODEL_KINDS) -> pd.DataFrame:
+    """Training windows per epoch of the full reproduction, per machine type. Chapter 5.
+
+    From Table 1's training clips, the clip durations and each kind's window and hop
+    (:data:`aadlib.paper.MODELS`), with the validation share held out. Columns:
+    ``training clips`` and ``<title> windows per epoch`` for each kind.
+    """
+    clips = table1().groupby("machine_type", sort=False)["train_files"].sum()
+    share = 1.0 - paper.VALIDATION_FRACTION
+    frames = pd.Series(
+        {t: 1 + int(CLIP_SECONDS[t] * paper.SAMPLE_RATE) // paper.HOP_LENGTH for t in clips.index}
+    )
+    workload = pd.DataFrame({"training clips": (share * clips).round().astype(int)})
+    for kind in kinds:
+        spec = paper.model_spec(kind)
+        per_clip = (frames - spec.window_frames) // spec.hop + 1
+        workload[f"{spec.title} windows per epoch"] = (share * clips * per_clip).round().astype(int)
+    return workload

@@ -74,23 +74,34 @@ import functools
 import io
 import json
 import math
+import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
+from tqdm.auto import tqdm
 
-from aadlib._io import TEMPORARY_PREFIX, write_bytes
-from aadlib.data import DEV_IDS, MACHINE_TYPES, SAMPLE_RATE, clip_filename
+from . import reference
+from ._io import remove_stale_temporaries, write_bytes
+from .data import (
+    CLIP_SECONDS,
+    DEV_IDS,
+    MACHINE_TYPES,
+    check_machine_types,
+    clip_filename,
+    parse_clip_name,
+)
+from .features import log_mel
+from .paper import SAMPLE_RATE
 
 __all__ = [
     "ANOMALY_KINDS",
-    "CLIP_SECONDS",
+    "anomaly_table",
     "SIZES",
     "SYNTH_VERSION",
     "SynthSize",
@@ -101,7 +112,6 @@ __all__ = [
     "clip_plan",
     "dataset_counts",
     "generate_dataset",
-    "real_logmel_stats",
     "calibration_report",
 ]
 
@@ -121,8 +131,6 @@ ANOMALY_KINDS: dict[str, str] = {
     "by 2 to 12 dB",
 }
 
-#: Clip duration per machine type (seconds), as in the real development set.
-CLIP_SECONDS: dict[str, float] = {t: (11.0 if t == "ToyCar" else 10.0) for t in MACHINE_TYPES}
 
 MARKER_NAME = ".aadlib-synth.json"
 STATE_NAME = ".aadlib-synth.partial.json"
@@ -183,17 +191,6 @@ class ClipKey:
         return f"{self.split}/{clip_filename(self.label, self.machine_id, self.index)}"
 
 
-def _resource(name: str):
-    return resources.files("aadlib") / "resources" / name
-
-
-@functools.cache
-def _table1() -> pd.DataFrame:
-    with _resource("table1_dataset_sizes.csv").open("r") as handle:
-        table = pd.read_csv(handle)
-    return table[table["split"] == "dev"].reset_index(drop=True)
-
-
 def _as_size(size: str | SynthSize) -> SynthSize:
     if isinstance(size, SynthSize):
         return size
@@ -203,8 +200,7 @@ def _as_size(size: str | SynthSize) -> SynthSize:
 
 
 def _check_type(machine_type: str) -> None:
-    if machine_type not in MACHINE_TYPES:
-        raise ValueError(f"machine_type must be one of {MACHINE_TYPES}, not {machine_type!r}")
+    check_machine_types([machine_type])
 
 
 def dataset_counts(size: str | SynthSize = "quick") -> pd.DataFrame:
@@ -215,7 +211,7 @@ def dataset_counts(size: str | SynthSize = "quick") -> pd.DataFrame:
     split half and half (the odd one anomalous).
     """
     size = _as_size(size)
-    table = _table1().set_index(["machine_type", "machine_id"])
+    table = reference.table1().set_index(["machine_type", "machine_id"])
     rows = []
     for mtype in MACHINE_TYPES:
         for mid in DEV_IDS[mtype]:
@@ -464,7 +460,7 @@ def _signature_cached(machine_type: str, machine_id: int, seed: int) -> str:
 
 
 def machine_signature(machine_type: str, machine_id: int, seed: int = 0) -> dict:
-    """The sound parameters that distinguish one machine ID from the others.
+    """The sound parameters that distinguish one machine ID from the others. Chapter 1.
 
     Common keys: ``level_db`` (overall level offset), ``noise_tilt_db_per_octave`` (noise
     colour around 1 kHz), ``noise_bumps`` (broad noise resonances: centre, width, gain),
@@ -876,23 +872,8 @@ def _soft_limit(y: np.ndarray, knee: float = 0.7) -> np.ndarray:
 # --------------------------------------------------------------------------- calibration
 
 
-@functools.cache
-def _real_stats() -> pd.DataFrame:
-    with _resource("real_logmel_stats.csv").open("r") as handle:
-        return pd.read_csv(handle)
-
-
-def real_logmel_stats() -> pd.DataFrame:
-    """Per machine type and mel bin: mean and std (dB) of the real training log-mels.
-
-    Columns ``machine_type``, ``mel_bin``, ``mean_db``, ``std_db`` (the package resource
-    ``resources/real_logmel_stats.csv``).
-    """
-    return _real_stats().copy()
-
-
 def _real_profile(machine_type: str) -> tuple[np.ndarray, np.ndarray]:
-    stats = _real_stats()
+    stats = reference.real_logmel_stats()
     rows = stats[stats.machine_type == machine_type].sort_values("mel_bin")
     return rows["mean_db"].to_numpy(np.float64), rows["std_db"].to_numpy(np.float64)
 
@@ -919,8 +900,6 @@ def _calibrate(machine_type: str, seed: int) -> np.ndarray:
     Rounded to 0.01 dB, so that last-digit differences of the arithmetic (another BLAS,
     another thread count) almost never change the generated files.
     """
-    from aadlib.features import log_mel
-
     target, _ = _real_profile(machine_type)
     spectra = []
     for mid in DEV_IDS[machine_type]:
@@ -939,7 +918,7 @@ def _calibrate(machine_type: str, seed: int) -> np.ndarray:
 
 
 def calibration_report(logmels: Iterable[np.ndarray], machine_type: str) -> dict:
-    """Compare log-mel spectrograms of normal clips with the real data's statistics.
+    """Compare log-mel spectrograms of normal clips with the real data's statistics. Chapter 2.
 
     Returns ``mean_abs_diff_db`` (mean over bins of |synthetic mean - real mean|),
     ``std_ratio`` (mean over bins of synthetic std / mean over bins of real std) and
@@ -972,7 +951,7 @@ def synthesize_clip(
     split: str = "train",
     plant: bool = True,
 ) -> tuple[np.ndarray, dict]:
-    """Render one clip.
+    """Render one clip. Chapters 1, 2.
 
     Parameters
     ----------
@@ -1093,6 +1072,38 @@ def _anomaly_table(machine_type: str, keys: list[ClipKey], seed: int) -> pd.Data
     return pd.DataFrame(rows, columns=["file", "machine_id", "kind", "severity", "params"])
 
 
+def anomaly_table(root: str | Path, machine_types=None) -> pd.DataFrame:
+    """What was planted in every anomalous clip of a synthetic set. Chapters 1 to 3.
+
+    One row per anomalous test clip: ``machine_type``, ``machine_id``, ``file`` (relative to
+    the type's folder), ``path``, ``kind``, ``severity`` and ``params`` (JSON text), read from
+    each type's ``anomalies.csv``.
+
+    Raises
+    ------
+    FileNotFoundError
+        A type of ``root`` has no anomaly table: it is not a complete synthetic set.
+    """
+    root = Path(root)
+    parts = []
+    for machine_type in check_machine_types(machine_types):
+        if machine_types is None and not (root / machine_type).is_dir():
+            continue
+        path = root / machine_type / ANOMALY_TABLE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no anomaly table; only a complete synthetic set has one "
+                "(generate it with `aadlib synth`)"
+            )
+        table = pd.read_csv(path).assign(machine_type=machine_type)
+        table["path"] = [root / machine_type / f for f in table["file"]]
+        parts.append(table)
+    columns = ["machine_type", "machine_id", "file", "path", "kind", "severity", "params"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
 def _marker_content(machine_type: str, size: SynthSize, seed: int, keys: list[ClipKey]) -> dict:
     counts = dataset_counts(size)
     counts = counts[counts.machine_type == machine_type].drop(columns="machine_type")
@@ -1117,8 +1128,6 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _clip_files(type_dir: Path) -> list[Path]:
-    from aadlib.data import parse_clip_name
-
     found = []
     for split in ("train", "test"):
         folder = type_dir / split
@@ -1175,8 +1184,7 @@ def _prepare_type_dir(type_dir: Path, marker: dict, keys: list[ClipKey], overwri
             path.unlink()
     for split in ("train", "test"):
         (type_dir / split).mkdir(parents=True, exist_ok=True)
-        for tmp in (type_dir / split).glob(f"{TEMPORARY_PREFIX}*"):
-            tmp.unlink(missing_ok=True)
+        remove_stale_temporaries(type_dir / split)
     write_bytes(type_dir / STATE_NAME, json.dumps(marker, indent=2).encode())
     return _missing_clips(type_dir, marker["machine_type"], keys) if same_recipe else list(keys)
 
@@ -1199,8 +1207,6 @@ def _default_jobs() -> int:
 
 
 def _make_pool(n_jobs: int) -> ProcessPoolExecutor:
-    import multiprocessing
-
     # "spawn" starts clean workers: forking a parent that runs TensorFlow threads can hang.
     return ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn"))
 
@@ -1338,6 +1344,4 @@ def _finish_type(job: _TypeJob, seed: int) -> None:
 
 
 def _progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc="synthesising clips", unit="clip", disable=not enabled)

@@ -1,4 +1,5 @@
-"""Shared fixtures: WAV files written with soundfile, and a tiny data root in the DCASE layout."""
+"""Shared fixtures: WAV files written with soundfile, a tiny data root in the DCASE layout,
+and the book's table of contents."""
 
 from __future__ import annotations
 
@@ -13,6 +14,18 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 SR = 16_000
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toc_files() -> list[str]:
+    """The book's pages in the order of ``_toc.yml`` (without suffix)."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc["parts"]:
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
 
 
 def write_wav(

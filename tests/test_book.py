@@ -9,17 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _chapters() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc["parts"]:
-        files += [chapter["file"] for chapter in part["chapters"]]
-    return files
+from conftest import ROOT, toc_files
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +42,7 @@ def html(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_every_chapter_page_exists(html):
-    for chapter in _chapters():
+    for chapter in toc_files():
         assert (html / f"{chapter}.html").exists(), chapter
     assert (html / "index.html").exists()
     reports = html / "reports"
@@ -62,7 +52,7 @@ def test_every_chapter_page_exists(html):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "chapter",
-    [c for c in _chapters() if c.startswith("notebooks/")],
+    [c for c in toc_files() if c.startswith("notebooks/")],
     ids=lambda c: c.split("/")[-1],
 )
 def test_chapter_pages_show_their_outputs(html, chapter):

@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import write_wav
 
-SUBCOMMANDS = ["synth", "download", "train", "evaluate", "report", "reproduce", "bench"]
+SUBCOMMANDS = ["synth", "download", "train", "evaluate", "report", "reproduce"]
 
 
 def run_cli(args, home, timeout=120, **env_changes):

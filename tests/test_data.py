@@ -15,11 +15,11 @@ from aadlib.data import (
     MACHINE_TYPES,
     AudioError,
     DataLayoutError,
-    check_machine_type,
     clip_filename,
     list_clips,
     load_clip,
     parse_clip_name,
+    type_clips,
 )
 
 # --------------------------------------------------------------------------------------
@@ -153,14 +153,14 @@ def test_list_clips_missing_machine_type(data_root):
 
 
 def test_check_machine_type_ok(data_root):
-    table = check_machine_type(data_root, "ToyCar")
+    table = type_clips(data_root, "ToyCar")
     pd.testing.assert_frame_equal(table, list_clips(data_root, "ToyCar"))
 
 
 def test_check_machine_type_without_training_normals(data_root):
     shutil.rmtree(data_root / "fan" / "train")
     with pytest.raises(DataLayoutError, match="no normal training clip") as info:
-        check_machine_type(data_root, "fan")
+        type_clips(data_root, "fan")
     assert str(data_root / "fan" / "train") in str(info.value)
 
 
@@ -169,7 +169,7 @@ def test_check_machine_type_training_anomalies_only(data_root, make_wav):
     shutil.rmtree(data_root / "fan" / "train")
     make_wav(data_root / "fan" / "train" / "anomaly_id_00_00000000.wav")
     with pytest.raises(DataLayoutError, match="no normal training clip"):
-        check_machine_type(data_root, "fan")
+        type_clips(data_root, "fan")
 
 
 @pytest.mark.parametrize(("removed", "missing"), [("anomaly", "anomaly"), ("normal", "normal")])
@@ -177,7 +177,7 @@ def test_check_machine_type_test_without_one_label(data_root, removed, missing):
     for path in (data_root / "fan" / "test").glob(f"{removed}_*.wav"):
         path.unlink()
     with pytest.raises(DataLayoutError, match=f"no {missing} test clip") as info:
-        check_machine_type(data_root, "fan")
+        type_clips(data_root, "fan")
     assert str(data_root / "fan" / "test") in str(info.value)
     assert "AUC" in str(info.value)
 
@@ -185,7 +185,7 @@ def test_check_machine_type_test_without_one_label(data_root, removed, missing):
 def test_check_machine_type_without_test_folder(data_root):
     shutil.rmtree(data_root / "fan" / "test")
     with pytest.raises(DataLayoutError, match="no normal or anomaly test clip"):
-        check_machine_type(data_root, "fan")
+        type_clips(data_root, "fan")
 
 
 def test_dev_ids_cover_machine_types():

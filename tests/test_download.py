@@ -21,7 +21,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -40,8 +39,8 @@ from aadlib.download import (
     is_complete,
     safe_extract,
 )
+from aadlib.reference import table1
 
-RESOURCES = Path(download.__file__).parent / "resources"
 DEV_RECORD = 3678171
 N_TRAIN, N_NORMAL, N_ANOMALY = 3, 2, 2
 
@@ -212,28 +211,16 @@ def leftovers(root: Path) -> list[Path]:
 
 # ---------------------------------------------------------------------------- registry
 
-# table1_dataset_sizes.csv gives 549 test clips for fan ID 02; the archive registry's fan
-# total (1875) implies 459 (100 normal + 359 anomalous, as in MIMII), the other three IDs
-# agreeing: a transposed digit. The test accepts exactly this difference and no other.
-TABLE1_KNOWN_DIFFERENCES = {("fan", "test_files"): (1965, 1875)}
-
 
 def test_registry_has_every_dev_archive_and_matches_table1():
-    table1 = pd.read_csv(RESOURCES / "table1_dataset_sizes.csv")
-    totals = (
-        table1[table1.split == "dev"].groupby("machine_type")[["train_files", "test_files"]].sum()
-    )
+    # Table 1 with its documented erratum corrected (aadlib.reference.PAPER_ERRATA).
+    totals = table1(consistent=True).groupby("machine_type")[["train_files", "test_files"]].sum()
     for archive in archives_for(kind="dev"):
         assert archive.file == f"dev_data_{archive.machine_type}.zip"
         assert archive.file in download.ARCHIVES and archive.record == DEV_RECORD
         assert re.fullmatch(r"[0-9a-f]{32}", archive.md5) and archive.size > 0
         for column in ("train_files", "test_files"):
-            table_total, count = (
-                int(totals.loc[archive.machine_type, column]),
-                getattr(archive, column),
-            )
-            known = TABLE1_KNOWN_DIFFERENCES.get((archive.machine_type, column))
-            assert count == table_total or known == (table_total, count), (archive.file, column)
+            assert getattr(archive, column) == int(totals.loc[archive.machine_type, column])
     assert [a.machine_type for a in archives_for()] == list(MACHINE_TYPES)
     for archive in archives_for(kind="additional_train"):
         assert archive.record == 3727685 and re.fullmatch(r"[0-9a-f]{32}", archive.md5)

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 from conftest import SR
 
+from aadlib import features
 from aadlib.data import AudioError
 from aadlib.features import (
     FeatureParams,
@@ -322,7 +323,7 @@ def test_extract_logmels_cache_is_memory_mapped(clips, tmp_path):
     assert not isinstance(first.frames, np.memmap)
     files = sorted(p.name for p in cache.iterdir())
     key = cache_key(clips)
-    assert files == [f"{key}.frames.npy", f"{key}.offsets.npy"]
+    assert files == [f"{key}.frames.npy", f"{key}.json", f"{key}.offsets.npy"]
     second = extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
     assert isinstance(second.frames, np.memmap) or isinstance(second.frames.base, np.memmap)
     np.testing.assert_array_equal(second.frames, first.frames)
@@ -332,15 +333,86 @@ def test_extract_logmels_cache_is_memory_mapped(clips, tmp_path):
         second.frames[0, 0] = 0.0  # read-only mapping: the cache cannot be corrupted
 
 
-def test_cache_is_really_read(clips, tmp_path):
+def test_cache_is_really_read(clips, tmp_path, monkeypatch):
     # A second call must take the frames from the cache file, not recompute them.
     cache = tmp_path / "cache"
-    extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
-    frames_file = cache / f"{cache_key(clips)}.frames.npy"
-    frames = np.load(frames_file)
-    np.save(frames_file, np.full_like(frames, 7.0))
+    first = extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("the cached features were extracted again")
+
+    monkeypatch.setattr(features, "clip_log_mel", no_extraction)
     again = extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
-    assert np.all(np.asarray(again.frames) == 7.0)
+    assert again.is_mapped
+    np.testing.assert_array_equal(again.frames, first.frames)
+
+
+def _damage_zero_quarter(path):
+    data = bytearray(path.read_bytes())
+    quarter = len(data) // 4
+    data[-quarter:] = bytes(quarter)
+    path.write_bytes(bytes(data))
+
+
+def _damage_truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _damage_random(path):
+    path.write_bytes(np.random.default_rng(0).bytes(path.stat().st_size))
+
+
+@pytest.mark.parametrize("damage", [_damage_zero_quarter, _damage_truncate, _damage_random])
+@pytest.mark.parametrize("which", ["frames", "offsets", "json"])
+def test_damaged_cache_is_detected_named_and_rebuilt(clips, tmp_path, caplog, damage, which):
+    cache = tmp_path / "cache"
+    first = extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
+    expected = np.array(first.frames)
+    damaged = cache / f"{cache_key(clips)}.{which}" if which == "json" else None
+    damaged = damaged or cache / f"{cache_key(clips)}.{which}.npy"
+    damage(damaged)
+    with caplog.at_level("WARNING", logger="aadlib"):
+        again = extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(again.frames, expected)  # rebuilt, not the damaged bytes
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(messages) == 1 and "damaged" in messages[0] and "rebuilding" in messages[0]
+    assert str(cache / f"{cache_key(clips)}.frames.npy") in messages[0]
+    # The rebuilt entry is whole again: a third call reads it without a word.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="aadlib"):
+        extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
+    assert not caplog.records
+
+
+def test_entry_without_record_is_not_used(clips, tmp_path, monkeypatch):
+    # A killed extraction can leave frames and offsets without the record written last.
+    cache = tmp_path / "cache"
+    extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
+    (cache / f"{cache_key(clips)}.json").unlink()
+    calls = []
+    original = features.clip_log_mel
+    monkeypatch.setattr(features, "clip_log_mel", lambda *a: calls.append(1) or original(*a))
+    extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
+    assert len(calls) == len(clips)
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(clips, tmp_path):
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    stale = cache / f".tmp-{dead}-0123.frames.npy"
+    stale.write_bytes(b"half-written")
+    live = cache / f".tmp-{os.getppid()}-0456.frames.npy"  # a running process's file
+    live.write_bytes(b"being written")
+    extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
+    assert not stale.exists()
+    assert live.exists()
 
 
 def test_cache_key_follows_file_changes(clips, make_wav):
@@ -405,3 +477,26 @@ def test_scaler_transform_in_place_gives_the_same_numbers():
     expected = scaler.transform(frames)
     assert scaler.transform(frames, out=frames) is frames
     np.testing.assert_array_equal(frames, expected)
+
+
+def test_cache_key_follows_file_list(clips):
+    assert cache_key(clips) != cache_key(clips[:-1])
+    assert cache_key(clips) != cache_key(clips, FeatureParams(n_mels=64))
+
+
+def test_iterating_a_mapped_set_releases_memory(clips, tmp_path, monkeypatch):
+    logmels = extract_logmels(clips, n_jobs=1, cache_dir=tmp_path / "cache", progress=False)
+    monkeypatch.setattr(LogMelSet, "release_bytes", int(logmels.lengths[0]) * 128 * 4)
+    assert logmels.release_memory()  # a real madvise on the mapping
+    calls = []
+    original = LogMelSet.release_memory
+    monkeypatch.setattr(LogMelSet, "release_memory", lambda self: calls.append(1) or original(self))
+    total = sum(float(np.sum(c, dtype=np.float64)) for c in logmels)
+    assert len(calls) >= len(clips) - 1
+    assert total == pytest.approx(float(np.sum(np.asarray(logmels.frames), dtype=np.float64)))
+    # Reading clips by file gives the mapped numbers.
+    out = logmels.read_clips([3, 1])
+    np.testing.assert_array_equal(out, np.concatenate([logmels.clip(3), logmels.clip(1)]))
+    in_memory = LogMelSet.from_arrays(list(logmels), logmels.paths)
+    assert not in_memory.release_memory()
+    np.testing.assert_array_equal(in_memory.read_clips([3, 1]), out)

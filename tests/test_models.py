@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from keras import layers
 
-from aadlib.models import MODEL_KINDS, build_cnn_ae, build_dense_ae, build_model
+from aadlib import paper
+from aadlib.models import build_cnn_ae, build_dense_ae, build_model
+from aadlib.paper import MODEL_KINDS
 
 
 def dense_params(n_in, n_out):
@@ -238,7 +240,7 @@ def test_output_shape_equals_input_shape(kind, shape):
 
 
 def test_build_model_kinds():
-    assert MODEL_KINDS == ("dense", "cnn")
+    assert MODEL_KINDS == tuple(paper.MODELS) and {"dense", "cnn"} <= set(MODEL_KINDS)
     assert build_model("dense").name == "dense_ae"
     assert build_model("cnn").name == "cnn_ae"
     assert build_model("dense", bottleneck=4).get_layer("bottleneck").units == 4

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -10,109 +12,109 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aadlib import data, metrics, pipeline, profiles, reference, training
-
-TINY = profiles.get_profile("tiny")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("AADLIB_HOME", str(tmp_path))
-    monkeypatch.delenv("AADLIB_DATA_ROOT", raising=False)
-    monkeypatch.delenv("AADLIB_RESULTS", raising=False)
-    return tmp_path
+from aadlib import data, pipeline, profiles, reference, tables, training
 
 
 @pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-data")
-    return pipeline.prepare_data(TINY, root, ["valve"], progress=False)
+def tiny(tmp_path_factory):
+    """The tiny profile in a folder of its own, its valve data generated once."""
+    home = tmp_path_factory.mktemp("aadlib-home")
+    profile = profiles.resolve("tiny", home=home, data_root=home / "data", results=home / "results")
+    pipeline.prepare_data(profile, ["valve"], progress=False)
+    return profile
+
+
+@pytest.fixture(scope="module")
+def experiment(tiny):
+    """Both models trained and scored on valve, once for the tests that read the results."""
+    return pipeline.run_experiment(tiny, ["valve"], ("dense", "cnn"), log=None)
 
 
 @pytest.mark.slow
-def test_trained_model_is_reused_not_retrained(home, tiny_root):
-    first = pipeline.train_machine_type("valve", "dense", TINY, tiny_root, verbose=0)
-    record = (first.run_dir / "run.json").read_text()
-    second = pipeline.train_machine_type("valve", "dense", TINY, tiny_root, verbose=0)
-    assert (second.run_dir / "run.json").read_text() == record
+def test_trained_model_is_reused_not_retrained(tiny, experiment):
+    run_file = tiny.results / "dense" / "valve" / "run.json"
+    record = run_file.read_text()
+    first = pipeline.train_machine_type("valve", "dense", tiny, verbose=0)
+    assert first.reused and run_file.read_text() == record
+    second = pipeline.train_machine_type("valve", "dense", tiny, verbose=0)
     probe = np.random.default_rng(0).normal(size=(4, 640)).astype("float32")
     np.testing.assert_allclose(
         first.model.predict(probe, verbose=0), second.model.predict(probe, verbose=0), rtol=1e-5
     )
-    # A change of settings trains anew.
-    longer = TINY.replace(dense_epochs=TINY.dense_epochs + 1)
-    third = pipeline.train_machine_type("valve", "dense", longer, tiny_root, verbose=0)
-    assert json.loads((third.run_dir / "run.json").read_text()) != json.loads(record)
+    # Another seed is another run: trained anew, into a folder of its own.
+    other = tiny.replace(seed=1, results=tiny.results.parent / "seed-1")
+    third = pipeline.train_machine_type("valve", "dense", other, verbose=0)
+    assert not third.reused
+    saved = json.loads((third.run_dir / "run.json").read_text())
+    assert saved["record"]["config"]["seed"] == 1
+    assert json.loads(record)["record"]["config"]["seed"] == 0
 
 
 @pytest.mark.slow
-def test_interrupted_training_resumes_where_it_stopped(home, tiny_root, monkeypatch):
-    profile = TINY.replace(dense_epochs=3, patience=10)
-    original = training.ResumableEarlyStopping.on_epoch_end
+def test_interrupted_training_resumes_where_it_stopped(tiny, monkeypatch, tmp_path):
+    models = {k: dataclasses.replace(s, epochs=3, patience=10) for k, s in tiny.models.items()}
+    profile = tiny.replace(results=tmp_path / "results", models=models)
+    original = training._Checkpoints.on_epoch_end
 
     def crash_after_second_epoch(self, epoch, logs=None):
         original(self, epoch, logs)
         if epoch == 1:
             raise KeyboardInterrupt  # the session is cut off after epoch 2's checkpoint
 
-    monkeypatch.setattr(training.ResumableEarlyStopping, "on_epoch_end", crash_after_second_epoch)
+    monkeypatch.setattr(training._Checkpoints, "on_epoch_end", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.train_machine_type("valve", "dense", profile, tiny_root, verbose=0)
-    run_dir = profiles.results_root(profile) / "dense" / "valve"
+        pipeline.train_machine_type("valve", "dense", profile, verbose=0)
+    run_dir = profile.results / "dense" / "valve"
     state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 2 and not (run_dir / "model.keras").exists()
 
-    monkeypatch.setattr(training.ResumableEarlyStopping, "on_epoch_end", original)
-    resumed = pipeline.train_machine_type("valve", "dense", profile, tiny_root, verbose=0)
+    monkeypatch.setattr(training._Checkpoints, "on_epoch_end", original)
+    resumed = pipeline.train_machine_type("valve", "dense", profile, verbose=0)
     assert list(resumed.history.epoch) == [1, 2, 3]
     assert resumed.history.loss.iloc[:2].tolist() == [h["loss"] for h in state["history"]]
     assert (run_dir / "model.keras").exists()
 
 
 @pytest.mark.slow
-def test_run_experiment_writes_scores_and_tables(home, tiny_root):
-    scores = pipeline.run_experiment(TINY, ["valve"], ("dense", "cnn"), tiny_root, log=None)
-    results = profiles.results_root(TINY)
-    test_clips = data.list_clips(tiny_root, "valve", "test")
+def test_run_experiment_writes_scores_and_tables(tiny, experiment):
+    scores = experiment
+    test_clips = data.list_clips(tiny.data_root, "valve", "test")
     assert len(scores) == 2 * len(test_clips)
     assert set(scores.model) == {"dense", "cnn"}
     assert np.isfinite(scores.score).all() and (scores.score > 0).all()
-    saved = pd.read_csv(results / "scores.csv")
+    saved = pd.read_csv(tiny.results / "scores.csv")
     assert len(saved) == len(scores)
-    table = pd.read_csv(results / "table.csv", dtype={"machine_id": str})
+    table = pd.read_csv(tiny.results / "table.csv", dtype={"machine_id": str})
     assert {"auc", "pauc_mcclish", "pauc_dcase"} <= set(table.columns)
     ids = {str(i) for i in data.DEV_IDS["valve"]} | {"average"}
     assert set(table.machine_id) == ids
-    timings = pd.read_csv(results / "timings.csv")
+    timings = pd.read_csv(tiny.results / "timings.csv")
     assert len(timings) == 2 and (timings.train_seconds > 0).all()
 
 
 @pytest.mark.slow
-def test_reproduction_report_puts_ours_beside_the_paper(home, tiny_root):
-    from aadlib.report import write_reproduction
-
-    scores = pipeline.run_experiment(TINY, ["valve"], ("dense", "cnn"), tiny_root, log=None)
-    out = write_reproduction(scores, home / "report", TINY)
+def test_reproduction_report_puts_ours_beside_the_paper(experiment, tmp_path):
+    out = tables.write_reproduction(experiment, tmp_path / "report", "profile tiny")
     names = {p.name for p in out.files}
     assert names == {"table.csv", "comparison.csv", "comparison.png"}
-    comparison = pd.read_csv(home / "report" / "comparison.csv", dtype={"machine_id": str})
+    comparison = pd.read_csv(tmp_path / "report" / "comparison.csv", dtype={"machine_id": str})
     avg = comparison[(comparison.machine_id == "average") & (comparison.model == "dense")].iloc[0]
     assert avg.paper_auc == 72.16  # the paper's Table 2, valve, Dense AE average
     assert avg.auc_diff == pytest.approx(avg.auc - 72.16)
-    assert (home / "report" / "comparison.png").stat().st_size > 10_000
+    assert (tmp_path / "report" / "comparison.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
-def test_quick_profile_detects_planted_anomalies(home):
+def test_quick_profile_detects_planted_anomalies(tmp_path):
     """The method works: on the quick synthetic set the Dense AE is well above chance."""
-    quick = profiles.get_profile("quick")
+    quick = profiles.resolve("quick", home=tmp_path)
     scores = pipeline.run_experiment(quick, ["slider"], ("dense",), log=None)
-    average = metrics.per_id_table(scores).set_index("machine_id").loc["average"]
+    average = tables.per_id_table(scores).set_index("machine_id").loc["average"]
     assert average.auc > 70, average
 
 
 @pytest.mark.slow
-def test_cli_reproduce_runs_a_full_size_type_with_capped_training(home):
+def test_cli_reproduce_runs_a_full_size_type_with_capped_training(tmp_path):
     """`aadlib reproduce` on the full-size synthetic set (one type), training capped for a CPU."""
     command = [
         sys.executable,
@@ -130,14 +132,16 @@ def test_cli_reproduce_runs_a_full_size_type_with_capped_training(home):
         "--score-hop",
         "64",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3000)
+    env = {**os.environ, "AADLIB_HOME": str(tmp_path)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3000, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    results = profiles.results_root("full-synthetic")
-    table = pd.read_csv(results / "comparison.csv", dtype={"machine_id": str})
+    profile = profiles.resolve("full-synthetic", home=tmp_path)
+    table = pd.read_csv(profile.results / "comparison.csv", dtype={"machine_id": str})
     assert set(table.model) == {"dense", "cnn"}
-    clips = data.list_clips(profiles.data_root("full-synthetic"), "slider")
+    clips = data.list_clips(profile.data_root, "slider")
     expected = reference.table1().query("machine_type == 'slider'")
     assert (clips.split == "train").sum() == expected.train_files.sum()
     assert (clips.split == "test").sum() == expected.test_files.sum()
-    assert (results / "comparison.png").exists()
+    assert (profile.results / "comparison.png").exists()
     assert "wrote" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
 from importlib import resources
 
 import numpy as np
@@ -289,9 +291,11 @@ def test_marker_written_only_after_completion(tmp_path, monkeypatch):
     assert 0 < len(written) < MINI_VALVE_CLIPS
 
     # A killed writer leaves its temporary file behind; the next run removes it.
-    from aadlib._io import _temporary
-
-    stale = _temporary((folder / next(iter(written))).parent / "normal_id_00_99999999.wav")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    split_folder = (folder / next(iter(written))).parent
+    stale = split_folder / f".tmp-{dead}-normal_id_00_99999999.wav"
     stale.write_bytes(b"half a clip")
 
     rendered = []

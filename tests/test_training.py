@@ -1,4 +1,4 @@
-"""Tests of aadlib.training: the window pipeline, splits, early stopping, resuming, saving."""
+"""Tests of aadlib.training: splits, early stopping, checkpoints and resuming, saving."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from test_batches import _collect, _indexed_logmels
 
-from aadlib.features import LogMelSet, Scaler
+from aadlib.batches import WindowBatches
+from aadlib.features import LogMelSet
 from aadlib.models import build_cnn_ae, build_dense_ae
 from aadlib.training import (
     TrainConfig,
-    WindowDataset,
     fit_autoencoder,
     load_model,
     paper_config,
@@ -21,210 +22,6 @@ from aadlib.training import (
     split_clips,
     training_windows,
 )
-
-
-def _indexed_logmels(lengths, n_mels=128):
-    """Frames whose first bin holds the global frame number, the rest noise."""
-    total = sum(lengths)
-    frames = np.random.default_rng(0).standard_normal((total, n_mels)).astype(np.float32)
-    frames[:, 0] = np.arange(total)
-    arrays, start = [], 0
-    for n in lengths:
-        arrays.append(frames[start : start + n])
-        start += n
-    return LogMelSet.from_arrays(arrays, [f"clip{i}.wav" for i in range(len(lengths))])
-
-
-def _naive_windows(logmels, kind, hop, clips=None):
-    clips = range(len(logmels)) if clips is None else clips
-    width = 5 if kind == "dense" else 32
-    out = []
-    for c in clips:
-        clip = logmels.clip(c)
-        for t in range(0, len(clip) - width + 1, hop):
-            if kind == "dense":
-                out.append(np.concatenate([clip[t + k] for k in range(width)]))
-            else:
-                out.append(clip[t : t + width][..., None])
-    return np.array(out)
-
-
-def _collect(ds):
-    batches = [ds[i] for i in range(len(ds))]
-    xs = [b[0] if isinstance(b, tuple) else b for b in batches]
-    return batches, np.concatenate(xs)
-
-
-# --------------------------------------------------------------------------------------
-# WindowDataset
-# --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("hop", [1, 2, 3])
-def test_dense_batches_equal_naive_windows(hop):
-    logmels = _indexed_logmels([12, 4, 9, 5])
-    ds = WindowDataset(logmels, "dense", hop=hop, batch_size=4)
-    batches, x = _collect(ds)
-    expected = _naive_windows(logmels, "dense", hop)
-    assert x.dtype == np.float32
-    assert x.shape == (len(expected), 640)
-    np.testing.assert_array_equal(x, expected)
-    assert len(ds) == int(np.ceil(len(expected) / 4))
-    for inputs, targets in batches:
-        assert inputs is targets or np.array_equal(inputs, targets)
-        assert len(inputs) <= 4
-    # Window order and clip ownership.
-    per_clip = [0 if n < 5 else (n - 5) // hop + 1 for n in (12, 4, 9, 5)]
-    np.testing.assert_array_equal(ds.windows_per_clip, per_clip)
-    np.testing.assert_array_equal(ds.clip_of_window, np.repeat(np.arange(4), per_clip))
-
-
-def test_cnn_batches_equal_naive_windows():
-    logmels = _indexed_logmels([40, 31, 35], n_mels=128)
-    ds = WindowDataset(logmels, "cnn", hop=3, batch_size=2, targets=False)
-    batches, x = _collect(ds)
-    assert all(not isinstance(b, tuple) for b in batches)
-    expected = _naive_windows(logmels, "cnn", 3)
-    assert x.shape == (len(expected), 32, 128, 1) == (3 + 0 + 2, 32, 128, 1)
-    np.testing.assert_array_equal(x, expected)
-
-
-def test_scaler_is_applied_to_batches():
-    logmels = _indexed_logmels([36, 33])
-    scaler = Scaler(np.linspace(-1, 1, 128).astype(np.float32), np.full(128, 2.0, np.float32))
-    ds = WindowDataset(logmels, "cnn", hop=2, batch_size=3, scaler=scaler, targets=False)
-    _, x = _collect(ds)
-    expected = (_naive_windows(logmels, "cnn", 2) - scaler.mean[:, None]) / 2.0
-    np.testing.assert_allclose(x, expected, rtol=1e-6, atol=1e-6)
-    # The frames themselves are not normalised in place.
-    np.testing.assert_array_equal(logmels.frames[:, 0], np.arange(69))
-
-
-def test_shuffle_covers_each_window_once_per_epoch():
-    logmels = _indexed_logmels([30, 17, 25])
-    plain = WindowDataset(logmels, "dense", hop=1, batch_size=8, targets=False)
-    _, x_plain = _collect(plain)
-    starts = x_plain[:, 0]  # first bin of the first frame = the window's start frame
-    ds = WindowDataset(logmels, "dense", hop=1, batch_size=8, shuffle=True, seed=3)
-    orders = []
-    for _ in range(3):
-        _, x = _collect(ds)
-        assert len(x) == len(x_plain)
-        np.testing.assert_array_equal(np.sort(x[:, 0]), np.sort(starts))  # each window once
-        assert len(np.unique(x[:, 0])) == len(x)
-        # The rows are still whole windows: each equals the naive window of its start.
-        by_start = {row[0]: row for row in x_plain}
-        for row in x[:5]:
-            np.testing.assert_array_equal(row, by_start[row[0]])
-        orders.append(x[:, 0].copy())
-        ds.on_epoch_end()
-    assert not np.array_equal(orders[0], starts)  # shuffled
-    assert not np.array_equal(orders[0], orders[1])  # reshuffled each epoch
-    # The same seed gives the same order.
-    again = WindowDataset(logmels, "dense", hop=1, batch_size=8, shuffle=True, seed=3)
-    np.testing.assert_array_equal(_collect(again)[1][:, 0], orders[0])
-
-
-def _tf_batches(ds):
-    """One pass over ``ds.as_tf_dataset()`` as NumPy batches (inputs and targets)."""
-    return [
-        tuple(t.numpy() for t in b) if isinstance(b, tuple) else b.numpy()
-        for b in ds.as_tf_dataset()
-    ]
-
-
-def _assert_same_batches(got, expected):
-    assert len(got) == len(expected)
-    for a, b in zip(got, expected):
-        a, b = (a, b) if isinstance(b, tuple) else ((a,), (b,))
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert x.dtype == y.dtype == np.float32 and x.shape == y.shape
-            np.testing.assert_array_equal(x, y)
-
-
-@pytest.mark.parametrize("block_rows", [None, 20, 70])
-@pytest.mark.parametrize(
-    "kind,hop,batch,shuffle,targets",
-    [
-        ("dense", 1, 16, True, True),
-        ("dense", 2, 3, False, False),
-        ("dense", 1, 1000, True, True),  # one short batch: every block in it
-        ("cnn", 3, 4, True, True),
-        ("cnn", 1, 9, False, True),
-    ],
-)
-def test_tf_dataset_yields_the_batches_of_each_epoch(
-    monkeypatch, block_rows, kind, hop, batch, shuffle, targets
-):
-    # Blocks of 20 frames hold one or two clips and leave batches spanning several
-    # blocks; blocks of 70 frames hold a few clips; None: everything in one block.
-    if block_rows:
-        monkeypatch.setattr(WindowDataset, "block_bytes", block_rows * 128 * 4)
-    logmels = _indexed_logmels([40, 12, 35, 7, 50, 33, 60, 9, 44])
-    scaler = Scaler.fit(logmels) if kind == "cnn" else None
-    common = dict(hop=hop, batch_size=batch, shuffle=shuffle, seed=4, targets=targets)
-    ds = WindowDataset(logmels, kind, scaler=scaler, **common)
-    indexed = WindowDataset(logmels, kind, scaler=scaler, **common)
-    assert len(ds._plan[1]) == 1 if block_rows is None else len(ds._plan[1]) > 3
-    assert int(ds.as_tf_dataset().cardinality()) == len(ds)
-    firsts = []
-    for _ in range(3):  # each pass is the next epoch, as on_epoch_end makes it
-        got = _tf_batches(ds)
-        _assert_same_batches(got, [indexed[i] for i in range(len(indexed))])
-        firsts.append(got[0][0] if targets else got[0])
-        indexed.on_epoch_end()
-    assert np.array_equal(firsts[0], firsts[1]) != shuffle
-
-
-def test_tf_dataset_of_mapped_frames(tmp_path, monkeypatch):
-    # Frames memory-mapped from the feature cache: blocks are read from the file.
-    logmels = _indexed_logmels([30, 41, 25, 33])
-    path = tmp_path / "frames.npy"
-    np.save(path, logmels.frames)
-    mapped = LogMelSet(np.load(path, mmap_mode="r"), logmels.offsets, logmels.paths)
-    assert mapped._mapping() is not None
-    monkeypatch.setattr(WindowDataset, "block_bytes", 60 * 128 * 4)
-    ds = WindowDataset(mapped, "cnn", hop=2, batch_size=5, shuffle=True, targets=False)
-    _assert_same_batches(
-        _tf_batches(ds),
-        _collect(WindowDataset(logmels, "cnn", hop=2, batch_size=5, shuffle=True, targets=False))[
-            0
-        ],
-    )
-
-
-@pytest.mark.parametrize("rows", [1, 7, 313, 65536])
-def test_blocks_for_tf_data_are_aligned(rows):
-    # TensorFlow takes a 64-byte-aligned array without copying it (not another one).
-    from aadlib.training import _aligned_frames
-
-    frames = _aligned_frames(rows, 128)
-    assert frames.shape == (rows, 128) and frames.dtype == np.float32
-    assert frames.ctypes.data % 64 == 0 and frames.flags.c_contiguous and frames.flags.writeable
-
-
-def test_clips_selection_copies_nothing():
-    logmels = _indexed_logmels([10, 20, 15, 8])
-    ds = WindowDataset(logmels, "dense", hop=1, batch_size=5, clips=[2, 0], targets=False)
-    assert ds.logmels is logmels
-    assert ds.logmels.frames is logmels.frames
-    _, x = _collect(ds)
-    np.testing.assert_array_equal(x, _naive_windows(logmels, "dense", 1, clips=[2, 0]))
-    np.testing.assert_array_equal(ds.windows_per_clip, [11, 6])
-    np.testing.assert_array_equal(ds.clip_of_window, np.repeat([0, 1], [11, 6]))
-
-
-def test_window_dataset_unknown_kind():
-    with pytest.raises(ValueError, match="unknown model kind"):
-        WindowDataset(_indexed_logmels([10]), "rnn")
-
-
-def test_window_dataset_all_clips_too_short():
-    ds = WindowDataset(_indexed_logmels([3, 4]), "dense")
-    assert len(ds) == 0
-    np.testing.assert_array_equal(ds.windows_per_clip, [0, 0])
-
 
 # --------------------------------------------------------------------------------------
 # Splits and configuration
@@ -263,8 +60,8 @@ def test_split_clips_deterministic_and_seeded():
 def test_split_is_by_clip():
     logmels = _indexed_logmels([12] * 10)
     train, val = split_clips(len(logmels), 0.2, seed=1)
-    _, x_train = _collect(WindowDataset(logmels, "dense", clips=train, targets=False))
-    _, x_val = _collect(WindowDataset(logmels, "dense", clips=val, targets=False))
+    _, x_train = _collect(WindowBatches(logmels, "dense", clips=train, targets=False))
+    _, x_val = _collect(WindowBatches(logmels, "dense", clips=val, targets=False))
     # Every frame of every window lies in a clip of its own side.
     owner = np.repeat(np.arange(10), 12)
     frames_train = x_train.reshape(len(x_train), 5, 128)[:, :, 0].astype(int)
@@ -342,9 +139,9 @@ def test_early_stopping_stops_and_restores_best(tmp_path):
     state = json.loads((run_dir / "state.json").read_text())
     assert state["stopped"] is True and state["epoch"] == 2 and state["best_epoch"] == 0
     best = _small_model(seed=1)
-    best.load_weights(run_dir / "best.weights.h5")
+    best.load_weights(run_dir / state["best_file"])
     assert _weights_equal(model.get_weights(), best.get_weights())
-    last = load_model(run_dir / "last.keras")  # the weights after epoch 2
+    last = load_model(run_dir / state["model_file"])  # the weights after epoch 2
     assert not _weights_equal(model.get_weights(), last.get_weights())
 
 
@@ -368,7 +165,7 @@ def test_stopped_run_called_again_trains_nothing(tmp_path):
     pd.testing.assert_frame_equal(again, history)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == stamps
     best = _small_model(seed=1)
-    best.load_weights(run_dir / "best.weights.h5")
+    best.load_weights(run_dir / json.loads((run_dir / "state.json").read_text())["best_file"])
     assert _weights_equal(model.get_weights(), best.get_weights())
 
 
@@ -379,8 +176,8 @@ def test_early_stopping_without_run_dir_restores_best():
     assert len(history) == 3
     # The restored weights score the validation clips as epoch 1 did, not as epoch 3.
     train, val = split_clips(10, 0.1, seed=0)
-    ds = WindowDataset(_toy_logmels(), "dense", clips=val, batch_size=32)
-    loss = model.evaluate(ds, verbose=0)
+    ds = WindowBatches(_toy_logmels(), "dense", clips=val, batch_size=32)
+    loss = model.evaluate(ds.as_tf_dataset(), verbose=0)
     assert loss == pytest.approx(history.val_loss.iloc[0], rel=1e-4)
 
 
@@ -406,9 +203,9 @@ def test_resume_continues_where_it_stopped(tmp_path):
     # Adam's step counter went on from the checkpoint: 4 epochs of steps, not 2.
     train, _ = split_clips(len(logmels), 0.1, seed=0)
     steps = int(np.ceil(len(train) * (30 - 5 + 1) / 32))
-    resumed = load_model(run_dir / "last.keras", compile=True)
-    assert int(resumed.optimizer.iterations.numpy()) == 4 * steps
     state = json.loads((run_dir / "state.json").read_text())
+    resumed = load_model(run_dir / state["model_file"], compile=True)
+    assert int(resumed.optimizer.iterations.numpy()) == 4 * steps
     assert state["epoch"] == 4 and len(state["history"]) == 4
 
 
@@ -433,7 +230,7 @@ def test_finished_run_called_again_trains_nothing(tmp_path):
     pd.testing.assert_frame_equal(third, second)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == stamps
     best = _small_model(seed=9)
-    best.load_weights(run_dir / "best.weights.h5")
+    best.load_weights(run_dir / json.loads((run_dir / "state.json").read_text())["best_file"])
     assert _weights_equal(third_model.get_weights(), best.get_weights())
 
 
@@ -487,10 +284,10 @@ def test_fit_trains_on_the_datasets_batches_in_order(monkeypatch):
     import tensorflow as tf
 
     seen = []
-    original = WindowDataset.as_tf_dataset
+    original = WindowBatches.as_tf_dataset
 
-    def recording(self):
-        dataset = original(self)
+    def recording(self, first_epoch=0):
+        dataset = original(self, first_epoch)
         if not self.shuffle:  # validation
             return dataset
 
@@ -501,16 +298,15 @@ def test_fit_trains_on_the_datasets_batches_in_order(monkeypatch):
 
         return dataset.map(record)
 
-    monkeypatch.setattr(WindowDataset, "as_tf_dataset", recording)
+    monkeypatch.setattr(WindowBatches, "as_tf_dataset", recording)
     logmels = _toy_logmels(20, 60)
     config = _config(epochs=2, batch_size=16)
     fit_autoencoder(_small_model(), logmels, "dense", config, verbose=0)
     expected, _ = training_windows(logmels, "dense", config)
     for epoch in range(2):
-        batches = [expected[i][0] for i in range(len(expected))]
+        batches = [expected.batch(i, epoch)[0] for i in range(len(expected))]
         got = seen[epoch * len(batches) : (epoch + 1) * len(batches)]
         assert len(got) == len(batches)
         for a, b in zip(got, batches):
             np.testing.assert_array_equal(a, b)
-        expected.on_epoch_end()
     assert not np.array_equal(seen[0], seen[len(batches)])  # reshuffled
