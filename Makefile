@@ -1,5 +1,6 @@
 # Two commands do everything: `make book` builds the book, `make test` runs every test.
 # Both create a virtual environment in .venv and install aadlib with its extras first.
+# `make test-fast` runs the unit tests alone (a few minutes), for a contributor's loop.
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,8 +10,13 @@ STAMP := $(VENV)/.installed-stamp
 export AADLIB_HOME ?= $(CURDIR)/.aadlib
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
+# The data profile the book is built on: quick (default, synthetic, a CPU), tiny, or full
+# (the real data and the paper's settings, for a machine with a GPU): make book PROFILE=full
+PROFILE ?= quick
+# Each profile's book, and its execution cache (which keys on the notebooks alone), apart.
+BOOK_OUT := $(if $(filter quick,$(PROFILE)),.,_build/$(PROFILE))
 
-.PHONY: book test demo bench lint clean
+.PHONY: book test test-fast demo bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,22 +24,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[book,dev]"
 	touch $(STAMP)
 
-## Build the book: execute every chapter on the quick synthetic profile, render HTML.
+## Build the book: execute every chapter on $(PROFILE) (default quick), render HTML.
 book: $(STAMP)
-	AADLIB_PROFILE=quick $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
-	@echo "The book is in _build/html/index.html"
+	AADLIB_PROFILE=$(PROFILE) $(BIN)/jupyter-book build . --path-output $(BOOK_OUT) \
+		--warningiserror --nitpick --keep-going
+	@echo "The book ($(PROFILE) profile) is in $(BOOK_OUT)/_build/html/index.html"
 
-## Run the whole test suite: unit tests, notebook smoke runs, the book build.
+## Run the whole test suite: unit tests, the pipeline end to end, the book build.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## The unit tests alone: no book, no training beyond a few steps.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 ## Without the book: generate the quick data, train both models, print the table.
 demo: $(STAMP)
 	$(BIN)/aadlib evaluate --profile quick
 
-## Speed and memory against the reference pipeline, at the real data set's size.
+## Speed and memory against the reference pipeline, at the real data set's size (benchmarks/bench.py).
 bench: $(STAMP)
-	$(BIN)/aadlib bench --profile full-synthetic
+	$(BIN)/python benchmarks/bench.py --profile full-synthetic
 
 lint: $(STAMP)
 	$(BIN)/ruff check aadlib tests benchmarks notebooks
