@@ -5,11 +5,20 @@ Every file aadlib writes goes through :func:`write_atomic`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
+
+log = logging.getLogger("aadlib")
+
+#: Name of the lock file that a run holds in a folder it writes (a data set, a results
+#: folder, a cache entry), so that a second run on the same folder waits.
+LOCK_NAME = ".aadlib.lock"
 
 #: How the names of files being written start; a killed process may leave some behind.
 TEMPORARY_PREFIX = ".tmp-"
@@ -80,3 +89,36 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
             np.save(fh, array, allow_pickle=False)
 
     return write_atomic(path, writer)
+
+
+@contextlib.contextmanager
+def exclusive(
+    folder: str | Path, what: str, lock_name: str = LOCK_NAME, timeout: float | None = None
+):
+    """Hold the lock of ``folder`` while the block runs; wait for another run that holds it.
+
+    ``what`` names the work in the message a waiting run prints. ``timeout`` (seconds,
+    default ``AADLIB_LOCK_TIMEOUT`` or no limit) bounds the wait; past it a
+    :class:`TimeoutError` says which lock another run holds. The lock is the operating
+    system's (released when a process dies), so a file left by a killed run locks nothing.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / lock_name
+    if timeout is None:
+        timeout = float(os.environ.get("AADLIB_LOCK_TIMEOUT", "-1"))
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("another aadlib run is %s (%s is locked); waiting for it", what, path)
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise TimeoutError(
+                f"{path}: another aadlib run is still {what}; run again when it has finished"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from filelock import Timeout
 
 from . import data, paper, profiles, tables
 from .download import DownloadError, download_dcase2020
@@ -213,7 +212,7 @@ class _Messages(logging.Handler):
 #: The failures a user can meet and mend: one line on stderr, exit code 2. OSError covers
 #: a missing, unreadable or misplaced file or folder and a full disk; ValueError every
 #: refusal of bad input (damaged files and bad audio derive from it).
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (DownloadError, OSError, ValueError, Timeout)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (DownloadError, OSError, ValueError)
 
 
 def main(argv=None) -> int:
