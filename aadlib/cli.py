@@ -11,7 +11,9 @@ one line on stderr that says what to do, and exit code 2; only a bug shows a tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import data, paper, profiles, tables
-from .download import DownloadError, download_dcase2020
+from .download import DownloadError, download_dcase2020, downloaded_clips
 from .synth import generate_dataset
 
 __all__ = ["main", "build_parser"]
@@ -275,11 +277,39 @@ def cmd_download(args) -> int:
         progress=sys.stderr.isatty(),
     )
     print(f"data in {root}")
-    print(_counts(data.list_clips(root)).to_string())
+    print(_counts(downloaded_clips(root, args.kind, args.types)).to_string())
     return 0
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send what native code writes to file descriptor 2 to /dev/null while the block runs.
+
+    TensorFlow's C++ start-up lines (CUDA probes on a machine without a GPU, oneDNN notes)
+    are written there before its logging can be configured; they are not for the user.
+    Python's own errors still reach stderr: they are raised after the block.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _load_tensorflow() -> None:
+    """Import TensorFlow and probe its devices quietly, before a command that trains."""
+    with _native_stderr_silenced():
+        import tensorflow as tf  # here: only the commands that train load TensorFlow
+
+        tf.config.list_physical_devices("GPU")
+
+
 def _run(args) -> tuple[profiles.Profile, pd.DataFrame]:
+    _load_tensorflow()
     from .pipeline import prepare_data, run_experiment  # loads TensorFlow: only to train
 
     profile = _profile(args)
@@ -297,6 +327,7 @@ def _run(args) -> tuple[profiles.Profile, pd.DataFrame]:
 
 
 def cmd_train(args) -> int:
+    _load_tensorflow()
     from .pipeline import prepare_data, train_machine_type  # loads TensorFlow: only to train
 
     profile = _profile(args)

@@ -12,6 +12,7 @@ The layout, shared by the real development set and the synthetic one::
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import warnings
 from collections.abc import Iterable
@@ -30,6 +31,7 @@ __all__ = [
     "DEV_IDS",
     "CLIP_SECONDS",
     "AudioError",
+    "AudioErrors",
     "DataLayoutError",
     "clip_filename",
     "parse_clip_name",
@@ -38,6 +40,7 @@ __all__ = [
     "check_machine_types",
     "type_clips",
     "load_clip",
+    "check_clips",
     "resource",
     "read_resource_csv",
 ]
@@ -66,6 +69,20 @@ TABLE_COLUMNS = ["machine_type", "split", "label", "machine_id", "index", "path"
 
 class AudioError(ValueError):
     """A clip cannot be used as it is; the message names the file and what to do."""
+
+
+class AudioErrors(AudioError):
+    """Several clips cannot be used; :attr:`errors` holds each one's :class:`AudioError`."""
+
+    def __init__(self, errors: list[AudioError], shown: int = 20):
+        self.errors = list(errors)
+        lines = [f"  {err}" for err in self.errors[:shown]]
+        if len(self.errors) > shown:
+            lines.append(f"  ... and {len(self.errors) - shown} more")
+        super().__init__(
+            f"{len(self.errors)} clip(s) cannot be used; mend or remove each, then run again:\n"
+            + "\n".join(lines)
+        )
 
 
 class DataLayoutError(FileNotFoundError):
@@ -229,18 +246,14 @@ def load_clip(
     Raises
     ------
     AudioError
-        The file is missing, empty, not audio, at the wrong rate, multi-channel,
-        silent, or holds NaN/inf samples. The message names the file and the remedy.
+        The file is missing, empty, not audio, truncated (its header promises more
+        samples than it holds), at the wrong rate, multi-channel, silent, or holds NaN/inf
+        samples. The message names the file and the remedy.
     """
     if mono not in ("refuse", "mean", "first"):
         raise ValueError(f"mono must be 'refuse', 'mean' or 'first', not {mono!r}")
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file. Check the data root or re-download the data set.")
-    if path.stat().st_size == 0:
-        raise AudioError(
-            f"{path}: the file is empty (0 bytes). Delete it or re-download the data set."
-        )
+    _check_file(path)
     try:
         data, file_sr = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
@@ -282,3 +295,84 @@ def load_clip(
             warnings.simplefilter("ignore")
             y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)
     return y
+
+
+def _wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """``(promised, present)`` bytes of a WAV's sample data when the file holds fewer.
+
+    libsndfile reads a truncated WAV silently as a shorter clip; the RIFF header still
+    says how many bytes of samples the file was written with. ``None`` for other formats,
+    for a complete file, and for a streamed WAV whose header leaves the size open.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "little" if head[:4] == b"RIFF" else "big"
+        size = os.fstat(handle.fileno()).st_size
+        position = 12
+        while position + 8 <= size:
+            handle.seek(position)
+            chunk, length = handle.read(4), int.from_bytes(handle.read(4), order)
+            if chunk == b"data":
+                present = size - position - 8
+                open_ended = length in (0, 0xFFFFFFFF)
+                return None if open_ended or present >= length else (length, present)
+            position += 8 + length + (length & 1)
+    return None
+
+
+def _check_file(path: Path) -> None:
+    """The checks that need no decoding: the file exists, is not empty, is not truncated."""
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file. Check the data root or re-download the data set.")
+    if path.stat().st_size == 0:
+        raise AudioError(
+            f"{path}: the file is empty (0 bytes). Delete it or re-download the data set."
+        )
+    shortfall = _wav_shortfall(path)
+    if shortfall is not None:
+        promised, present = shortfall
+        raise AudioError(
+            f"{path}: truncated: its header promises {promised:,} bytes of samples, the file "
+            f"holds {present:,}. Re-download or regenerate the data set."
+        )
+
+
+def check_clips(paths, sr: int = SAMPLE_RATE, min_samples: int = 1) -> None:
+    """Check many clips from their headers, and report every bad one at once. Chapter 5.
+
+    Each clip must exist, be a readable, complete, mono audio file at ``sr`` Hz with at
+    least ``min_samples`` samples (the length of one model window). Problems that only
+    decoding reveals (NaN samples, digital silence) are reported, all at once too, when
+    the features are extracted.
+
+    Raises
+    ------
+    AudioErrors
+        One entry per bad clip, each naming the file and the reason.
+    """
+    errors = []
+    for path in map(Path, paths):
+        try:
+            _check_file(path)
+            try:
+                info = sf.info(path)
+            except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+                raise AudioError(
+                    f"{path}: not a readable audio file ({err}). Delete it and re-download or "
+                    "regenerate the data set."
+                ) from err
+            if info.samplerate != sr:
+                raise AudioError(f"{path}: sample rate {info.samplerate} Hz, expected {sr} Hz.")
+            if info.channels != 1:
+                raise AudioError(f"{path}: {info.channels} channels, but the method expects mono.")
+            if info.frames < min_samples:
+                raise AudioError(
+                    f"{path}: {info.frames / sr:.2f} s long, shorter than one model window "
+                    f"({min_samples / sr:.2f} s). Remove it or pad it to that length."
+                )
+        except AudioError as err:
+            errors.append(err)
+    if errors:
+        raise AudioErrors(errors)

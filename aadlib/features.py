@@ -29,8 +29,8 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import _fastio, paper
-from ._io import remove_stale_temporaries, write_atomic, write_npy, write_text
-from .data import load_clip
+from ._io import exclusive, remove_stale_temporaries, write_atomic, write_npy, write_text
+from .data import AudioError, AudioErrors, load_clip
 
 __all__ = [
     "FeatureParams",
@@ -460,18 +460,36 @@ def _expected_frames(paths: list[Path], params: FeatureParams) -> np.ndarray | N
     return np.array(counts, dtype=np.int64)
 
 
+def _log_mel_or_error(path, params):
+    try:
+        return clip_log_mel(path, params)
+    except AudioError as err:  # collected, so that every bad clip is reported at once
+        return err
+
+
 def _extract_chunk(paths, params, target=None, starts=None) -> list:
     """Log-mel arrays of some clips: one worker's share of :func:`extract_logmels`.
 
-    With ``target`` (see :func:`aadlib._fastio.npy_with_room`), clips are written in place
-    at rows ``starts`` and only their frame counts come back (see the module notes).
+    A clip that cannot be used gives its :class:`aadlib.data.AudioError` instead. With
+    ``target`` (see :func:`aadlib._fastio.npy_with_room`), clips are written in place at
+    rows ``starts`` and only their frame counts come back (see the module notes).
     """
-    arrays = [clip_log_mel(p, params) for p in paths]
+    results = [_log_mel_or_error(p, params) for p in paths]
     if target is None:
-        return arrays
-    expected = np.diff(starts)
-    _fastio.write_rows(target, [(s, a) for s, a, n in zip(starts, arrays, expected) if len(a) == n])
-    return [len(a) for a in arrays]
+        return results
+    arrays = [(s, a) for s, a in zip(starts, results) if isinstance(a, np.ndarray)]
+    expected = dict(zip(starts[:-1], np.diff(starts)))
+    _fastio.write_rows(target, [(s, a) for s, a in arrays if len(a) == expected[s]])
+    return [r if isinstance(r, AudioError) else len(r) for r in results]
+
+
+def _results(run) -> list:
+    """Every clip's result from :func:`_run_parallel`; bad clips raise together at the end."""
+    results = [r for _, part in run for r in part]
+    errors = [r for r in results if isinstance(r, AudioError)]
+    if errors:
+        raise AudioErrors(errors)
+    return results
 
 
 def _run_parallel(paths, params, n_jobs, progress, desc, target=None, offsets=None):
@@ -506,9 +524,7 @@ def _run_parallel(paths, params, n_jobs, progress, desc, target=None, offsets=No
 
 
 def _extract_in_memory(paths, params, n_jobs, progress, desc) -> LogMelSet:
-    arrays: list[np.ndarray] = []
-    for _, result in _run_parallel(paths, params, n_jobs, progress, desc):
-        arrays.extend(result)
+    arrays = _results(_run_parallel(paths, params, n_jobs, progress, desc))
     return LogMelSet.from_arrays(arrays, paths)
 
 
@@ -525,7 +541,7 @@ def _extract_into_cache(paths, params, n_jobs, progress, desc, entry: _CacheEntr
         def fill(tmp: Path) -> None:
             target = _fastio.npy_with_room(tmp, int(offsets[-1]), params.n_mels)
             run = _run_parallel(paths, params, n_jobs, progress, desc, target, offsets)
-            if not np.array_equal([n for _, part in run for n in part], counts):
+            if not np.array_equal(_results(run), counts):
                 raise _HeadersDisagree
 
         try:
@@ -574,15 +590,16 @@ def extract_logmels(
     cache_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(cache_dir)
     entry = _CacheEntry(cache_dir, cache_key(paths, params))
-    try:
-        cached = entry.load(len(paths), params.n_mels)
-    except FeatureCacheError as err:
-        log.warning("feature cache %s is damaged (%s); rebuilding it", entry.frames_file, err)
-        entry.remove()
-        cached = None
-    if cached is None:
-        entry.remove()
-        _extract_into_cache(paths, params, n_jobs, progress, desc, entry)
-        cached = entry.load(len(paths), params.n_mels)
+    # One run extracts an entry; another that needs it at the same time waits, then reads it.
+    with exclusive(cache_dir, f"extracting {desc} features", lock_name=f".{entry.key}.lock"):
+        try:
+            cached = entry.load(len(paths), params.n_mels)
+        except FeatureCacheError as err:
+            log.warning("feature cache %s is damaged (%s); rebuilding it", entry.frames_file, err)
+            cached = None
+        if cached is None:
+            entry.remove()
+            _extract_into_cache(paths, params, n_jobs, progress, desc, entry)
+            cached = entry.load(len(paths), params.n_mels)
     frames, offsets = cached
     return LogMelSet(frames, offsets, [str(p) for p in paths])

@@ -18,14 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from . import __version__, data, download, features, models, paper, scoring, synth, tables, training
-from ._io import write_csv, write_text
+from ._fastio import file_digest
+from ._io import exclusive, write_csv, write_text
 from .features import FeatureParams, LogMelSet, Scaler
 from .profiles import Profile, describe_device, set_seed
 from .training import TrainedModel
@@ -37,6 +37,7 @@ __all__ = [
     "score_machine_type",
     "run_experiment",
     "merge_scores",
+    "check_data",
 ]
 
 log = logging.getLogger(__name__)
@@ -137,44 +138,63 @@ def train_machine_type(
     identity = _identity(profile, kind, params, table.path)
     record = training.run_record(kind, settings.train_hop, config, identity)
 
-    if not retrain:
-        trained = _load_trained(kind, machine_type, run_dir, record)
-        if trained is not None:
-            return trained
-    if retrain:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").unlink(missing_ok=True)  # the old record no longer describes it
-
-    set_seed(profile.seed)
-    scaler = Scaler.fit(logmels) if settings.normalise else None
-    model = models.build_model(kind, bn_momentum=profile.bn_momentum)
-    start = time.perf_counter()
-    history = training.fit_autoencoder(
-        model,
-        logmels,
-        kind,
-        config,
-        hop=settings.train_hop,
-        scaler=scaler,
-        run_dir=run_dir / "checkpoint",
-        record=identity,
-        verbose=verbose,
-    )
-    seconds = time.perf_counter() - start
-    training.save_model(model, run_dir / "model.keras")
-    (run_dir / "scaler.npz").unlink(missing_ok=True)
-    if scaler is not None:
-        scaler.save(run_dir / "scaler.npz")
-    write_csv(history, run_dir / "history.csv")
-    summary = {
-        "record": record,
-        "seconds": seconds,
-        "epochs_run": int(len(history)),
-        "device": describe_device(),
-    }
-    write_text(run_dir / "run.json", json.dumps(summary, indent=1))
+    with exclusive(run_dir, f"training {kind} on {machine_type}"):
+        if not retrain:
+            trained = _load_trained(kind, machine_type, run_dir, record)
+            if trained is not None:
+                return trained
+        _clear_run(run_dir, checkpoints=retrain)
+        set_seed(profile.seed)
+        scaler = Scaler.fit(logmels) if settings.normalise else None
+        model = models.build_model(kind, bn_momentum=profile.bn_momentum)
+        start = time.perf_counter()
+        history = training.fit_autoencoder(
+            model,
+            logmels,
+            kind,
+            config,
+            hop=settings.train_hop,
+            scaler=scaler,
+            run_dir=run_dir / "checkpoint",
+            record=identity,
+            verbose=verbose,
+        )
+        seconds = time.perf_counter() - start
+        training.save_model(model, run_dir / "model.keras")
+        if scaler is not None:
+            scaler.save(run_dir / "scaler.npz")
+        write_csv(history, run_dir / "history.csv")
+        summary = {
+            "record": record,
+            "seconds": seconds,
+            "epochs_run": int(len(history)),
+            "device": describe_device(),
+            # Checksums of what the run wrote: a reused model is the model trained here.
+            "files": {name: file_digest(run_dir / name) for name in _model_files(run_dir)},
+        }
+        write_text(run_dir / "run.json", json.dumps(summary, indent=1))
     return TrainedModel(kind, machine_type, model, scaler, history, run_dir, seconds)
+
+
+#: The files a training run writes into its folder (besides checkpoint/ and scores.csv).
+_RUN_FILES = ("run.json", "model.keras", "scaler.npz", "history.csv", "scores.csv")
+
+
+def _model_files(run_dir: Path) -> list[str]:
+    return [n for n in ("model.keras", "scaler.npz", "history.csv") if (run_dir / n).exists()]
+
+
+def _clear_run(run_dir: Path, checkpoints: bool) -> None:
+    """Remove what an earlier run wrote into ``run_dir`` (only its own files).
+
+    The record goes first: from then on the folder holds no finished model. The
+    checkpoint stays unless ``checkpoints`` (a retrain): training resumes from it when it
+    belongs to the same run, and discards it otherwise.
+    """
+    for name in _RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    if checkpoints and (run_dir / "checkpoint").is_dir():
+        training.clear_checkpoints(run_dir / "checkpoint")
 
 
 def _load_trained(kind, machine_type, run_dir: Path, record: dict) -> TrainedModel | None:
@@ -189,6 +209,10 @@ def _load_trained(kind, machine_type, run_dir: Path, record: dict) -> TrainedMod
         summary = json.loads(run_file.read_text())
         if summary.get("record") != record:
             return None
+        written = summary["files"]
+        changed = [n for n, digest in written.items() if file_digest(run_dir / n) != digest]
+        if changed or set(written) != set(_model_files(run_dir)):
+            raise ValueError(f"{', '.join(changed) or 'its files'} changed since it was trained")
         normalised = record["model"]["normalise"]
         return TrainedModel(
             kind,
@@ -262,6 +286,7 @@ def run_experiment(
     for kind in kinds:
         paper.model_spec(kind)
     prepare_data(profile, types, progress=verbose != 0)
+    check_data(profile, types, kinds)
     all_scores, timings = [], []
     for kind in kinds:
         for machine_type in types:
@@ -296,15 +321,35 @@ def run_experiment(
                     f"({len(trained.history)} epochs, {how})"
                 )
     scores = pd.concat(all_scores, ignore_index=True)
-    summary = merge_scores(_read_summary(profile.results / "scores.csv"), scores)
-    write_csv(summary, profile.results / "scores.csv")
-    write_csv(tables.results_table(summary), profile.results / "table.csv")
-    old_timings = profile.results / "timings.csv"
-    timings = pd.DataFrame(timings)
-    if old_timings.exists():
-        try:
-            timings = merge_scores(pd.read_csv(old_timings), timings)
-        except (OSError, ValueError, KeyError):
-            pass  # timings are informative only; this run's replace a damaged file
-    write_csv(timings, old_timings)
+    with exclusive(profile.results, "writing the results summary"):
+        summary = merge_scores(_read_summary(profile.results / "scores.csv"), scores)
+        write_csv(summary, profile.results / "scores.csv")
+        write_csv(tables.results_table(summary), profile.results / "table.csv")
+        timings = merge_scores(
+            _read_timings(profile.results / "timings.csv"), pd.DataFrame(timings)
+        )
+        write_csv(timings, profile.results / "timings.csv")
     return scores
+
+
+def _read_timings(path: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path) if path.exists() else None
+    except (OSError, ValueError):
+        return None  # informative only: this run's timings replace a damaged file
+
+
+def check_data(profile: Profile, machine_types=None, kinds=paper.MODEL_KINDS) -> None:
+    """Check every clip of the types from its header, before any training. Chapter 5.
+
+    Each clip must be long enough for one window of the longest model of ``kinds``, so
+    that every model scores the same clips. Every bad clip is reported at once
+    (:class:`aadlib.data.AudioErrors`), as is a type without the clips training and
+    scoring need (:class:`aadlib.data.DataLayoutError`).
+    """
+    longest = max(paper.model_spec(kind).window_frames for kind in kinds)
+    min_samples = (longest - 1) * paper.HOP_LENGTH  # a centred STFT: 1 + samples // hop frames
+    paths = []
+    for machine_type in data.check_machine_types(machine_types):
+        paths += list(data.type_clips(profile.data_root, machine_type).path)
+    data.check_clips(paths, paper.SAMPLE_RATE, min_samples)

@@ -39,6 +39,7 @@ __all__ = [
     "training_windows",
     "run_record",
     "fit_autoencoder",
+    "clear_checkpoints",
     "TrainedModel",
     "ModelFileError",
     "save_model",
@@ -235,14 +236,26 @@ def _checkpoint_state(run_dir: Path, record: dict) -> dict | None:
     saved = _resumable(state.get("record") or {})
     wanted = _resumable(record)
     if saved != wanted:
-        changed = sorted(k for k in set(wanted) | set(saved) if saved.get(k) != wanted.get(k))
         log.warning(
             "training checkpoint in %s was made with other %s; training afresh",
             run_dir,
-            ", ".join(changed) or "settings",
+            ", ".join(_differences(saved, wanted)) or "settings",
         )
         return None
     return state
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    """The keys whose values differ; inside ``config``, the settings' own names."""
+    names = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) == b.get(key):
+            continue
+        if key == "config":
+            names += _differences(a.get(key) or {}, b.get(key) or {})
+        else:
+            names.append(key)
+    return names
 
 
 def _resumable(record: dict) -> dict:
@@ -254,7 +267,8 @@ def _resumable(record: dict) -> dict:
     return {**record, "config": config}
 
 
-def _clear_checkpoints(run_dir: Path) -> None:
+def clear_checkpoints(run_dir: Path) -> None:
+    """Remove the checkpoint files of :func:`fit_autoencoder` from ``run_dir`` (only those)."""
     for path in run_dir.iterdir():
         if path.name == _STATE_FILE or path.name.startswith(("epoch-", "best-")):
             path.unlink(missing_ok=True)
@@ -301,7 +315,7 @@ def fit_autoencoder(
         run_dir.mkdir(parents=True, exist_ok=True)
         state = _checkpoint_state(run_dir, record)
         if state is None:
-            _clear_checkpoints(run_dir)
+            clear_checkpoints(run_dir)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse", jit_compile=_use_xla()
     )
@@ -416,7 +430,12 @@ def load_history(path: str | Path) -> pd.DataFrame:
             f"{path}: the training history is damaged ({type(err).__name__}); delete the "
             "model's folder and train again"
         ) from err
-    if history.empty or not {"epoch", "loss"} <= set(history.columns):
+    columns = {"epoch", "loss"}
+    if (
+        history.empty
+        or not columns <= set(history.columns)
+        or history[list(columns)].isna().any(axis=None)
+    ):
         raise ModelFileError(
             f"{path}: the training history has no epochs; delete the model's folder and train again"
         )

@@ -10,10 +10,12 @@ import pytest
 import soundfile as sf
 from conftest import CLIPS, SR
 
+from aadlib import data
 from aadlib.data import (
     DEV_IDS,
     MACHINE_TYPES,
     AudioError,
+    AudioErrors,
     DataLayoutError,
     clip_filename,
     list_clips,
@@ -270,27 +272,69 @@ def test_load_wav_with_header_only(tmp_path, make_wav):
     full = make_wav(tmp_path / "full.wav", seconds=0.5).read_bytes()
     path = tmp_path / "header.wav"
     path.write_bytes(full[:44])  # the canonical 44-byte PCM header, no samples
-    with pytest.raises(AudioError, match="no samples") as info:
+    with pytest.raises(AudioError, match="truncated") as info:
         load_clip(path)
     _assert_names(info, path)
 
 
-def test_load_truncated_wav_keeps_the_samples_present(tmp_path, make_wav):
-    """libsndfile reads a WAV cut in its data chunk without an error (the header's data size
-    is clamped to the file). load_clip then returns the samples present: a prefix of the
-    clip, whose length follows from the bytes kept. A clip shorter than a model window is
-    refused later, by the scoring (see test_metrics)."""
+def test_load_truncated_wav_is_refused(tmp_path, make_wav):
+    """libsndfile reads a WAV cut in its data chunk without an error, as a shorter clip; the
+    header's data size says how much was written, and load_clip refuses the clip."""
     path = make_wav(tmp_path / "full.wav", seconds=1.0)
     raw = path.read_bytes()
-    original = load_clip(path)
+    assert len(load_clip(path)) == SR
     cut = tmp_path / "half.wav"
     cut.write_bytes(raw[: len(raw) // 2])
-    y = load_clip(cut)
-    header = 44  # soundfile writes the canonical PCM header for a mono 16-bit WAV
-    assert len(raw) == header + 2 * SR
-    assert y.dtype == np.float32 and y.ndim == 1
-    assert len(y) == (len(raw) // 2 - header) // 2
-    np.testing.assert_array_equal(y, original[: len(y)])
+    assert len(sf.read(cut)[0]) < SR  # what libsndfile alone would give
+    with pytest.raises(AudioError, match="truncated") as info:
+        load_clip(cut)
+    _assert_names(info, cut)
+    assert f"{2 * SR:,}" in str(info.value)  # the bytes the header promises
+
+
+def test_streamed_wav_with_open_size_is_not_called_truncated(tmp_path, make_wav):
+    # A WAV written by a stream may leave the data size at 0xFFFFFFFF: not a truncation.
+    path = make_wav(tmp_path / "stream.wav", seconds=0.5)
+    raw = bytearray(path.read_bytes())
+    raw[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    assert data._wav_shortfall(path) is None
+
+
+def test_check_clips_reports_every_bad_clip_at_once(tmp_path, make_wav):
+    good = [make_wav(tmp_path / f"good{i}.wav", seconds=1.2, seed=i) for i in range(3)]
+    bad = {
+        "empty": tmp_path / "empty.wav",
+        "garbage": tmp_path / "garbage.wav",
+        "rate": make_wav(tmp_path / "rate.wav", seconds=1.2, sr=8000),
+        "stereo": make_wav(tmp_path / "stereo.wav", seconds=1.2, channels=2),
+        "short": make_wav(tmp_path / "short.wav", seconds=0.3),
+        "truncated": tmp_path / "truncated.wav",
+        "missing": tmp_path / "missing.wav",
+    }
+    bad["empty"].write_bytes(b"")
+    bad["garbage"].write_bytes(b"\x00garbage" * 50)
+    full = make_wav(tmp_path / "full.wav", seconds=1.2).read_bytes()
+    bad["truncated"].write_bytes(full[: len(full) // 2])
+    with pytest.raises(AudioErrors) as info:
+        data.check_clips([*good, *bad.values()], SR, min_samples=SR)
+    assert len(info.value.errors) == len(bad)
+    message = str(info.value)
+    for reason, path in bad.items():
+        assert str(path) in message, reason
+    for path in good:
+        assert str(path) not in message
+    for words in (
+        "empty",
+        "not a readable",
+        "8000 Hz",
+        "2 channels",
+        "shorter than one",
+        "truncated",
+        "no such file",
+    ):
+        assert words in message
+    data.check_clips(good, SR, min_samples=SR)  # all good: nothing raised
 
 
 def test_load_wrong_sample_rate_refused(tmp_path, make_wav):

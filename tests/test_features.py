@@ -321,8 +321,8 @@ def test_extract_logmels_cache_is_memory_mapped(clips, tmp_path):
     cache = tmp_path / "cache"
     first = extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
     assert not isinstance(first.frames, np.memmap)
-    files = sorted(p.name for p in cache.iterdir())
     key = cache_key(clips)
+    files = sorted(p.name for p in cache.iterdir() if p.name != f".{key}.lock")
     assert files == [f"{key}.frames.npy", f"{key}.json", f"{key}.offsets.npy"]
     second = extract_logmels(clips, n_jobs=1, cache_dir=cache, progress=False)
     assert isinstance(second.frames, np.memmap) or isinstance(second.frames.base, np.memmap)

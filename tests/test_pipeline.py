@@ -145,3 +145,111 @@ def test_cli_reproduce_runs_a_full_size_type_with_capped_training(tmp_path):
     assert (profile.results / "comparison.png").exists()
     assert "wrote" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def trained_dense(tiny, tmp_path):
+    """The tiny profile with results of its own and a dense model trained on valve."""
+    profile = tiny.replace(results=tmp_path / "results")
+    pipeline.train_machine_type("valve", "dense", profile, verbose=0)
+    return profile, profile.results / "dense" / "valve"
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda d: _truncate(d / "model.keras"), "model.keras"),
+        (lambda d: (d / "history.csv").write_text(""), "history.csv"),
+        (lambda d: (d / "scaler.npz").write_bytes(b"PK\x03\x04broken"), "scaler.npz"),
+        (lambda d: (d / "run.json").write_text("{not json"), "Expecting"),
+        (lambda d: (d / "model.keras").unlink(), "model.keras"),
+    ],
+    ids=["model truncated", "history empty", "scaler broken", "record broken", "model gone"],
+)
+def test_a_damaged_saved_model_is_named_and_trained_again(trained_dense, caplog, damage, named):
+    profile, run_dir = trained_dense
+    damage(run_dir)
+    with caplog.at_level("WARNING", logger="aadlib"):
+        again = pipeline.train_machine_type("valve", "dense", profile, verbose=0)
+    assert not again.reused and (run_dir / "run.json").exists()
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert str(run_dir) in message and "training it again" in message and named in message
+    assert pipeline.train_machine_type("valve", "dense", profile, verbose=0).reused
+
+
+@pytest.mark.slow
+def test_a_model_replaced_by_another_is_not_reused(trained_dense, tiny, tmp_path, caplog):
+    # A valid model file, but not the one this run trained (copied from another seed's run).
+    profile, run_dir = trained_dense
+    other = pipeline.train_machine_type(
+        "valve", "dense", tiny.replace(results=tmp_path / "other", seed=9), verbose=0
+    )
+    (run_dir / "model.keras").write_bytes((other.run_dir / "model.keras").read_bytes())
+    with caplog.at_level("WARNING", logger="aadlib"):
+        again = pipeline.train_machine_type("valve", "dense", profile, verbose=0)
+    assert not again.reused
+    assert "model.keras changed since it was trained" in caplog.text
+
+
+@pytest.mark.slow
+def test_retraining_removes_only_the_runs_own_files(trained_dense):
+    profile, run_dir = trained_dense
+    notes = run_dir / "my-notes.txt"
+    notes.write_text("kept")
+    pipeline.train_machine_type("valve", "dense", profile, retrain=True, verbose=0)
+    assert notes.read_text() == "kept"
+
+
+@pytest.mark.slow
+def test_a_second_run_waits_for_the_model_another_run_trains(trained_dense, monkeypatch):
+    from aadlib._io import exclusive
+
+    profile, run_dir = trained_dense
+    monkeypatch.setenv("AADLIB_LOCK_TIMEOUT", "0.5")
+    with exclusive(run_dir, "training in a test"):
+        with pytest.raises(TimeoutError, match=str(run_dir)):
+            pipeline.train_machine_type("valve", "dense", profile, verbose=0)
+    assert pipeline.train_machine_type("valve", "dense", profile, verbose=0).reused
+
+
+@pytest.mark.slow
+def test_a_partial_run_adds_to_the_summary(tiny, experiment, tmp_path):
+    profile = tiny.replace(results=tmp_path / "results")
+    pipeline.run_experiment(profile, ["valve"], ("dense", "cnn"), log=None)
+    pipeline.run_experiment(profile, ["valve"], ("cnn",), retrain=True, log=None)
+    summary = pd.read_csv(profile.results / "scores.csv")
+    assert set(summary.model) == {"dense", "cnn"}
+    assert len(summary) == len(experiment)
+    table = pd.read_csv(profile.results / "table.csv")
+    assert set(table.model) == {"dense", "cnn"}
+
+
+def test_check_data_reports_every_bad_clip_before_training(tmp_path, make_wav):
+    root = tmp_path / "data"
+    for split, label, index in [
+        ("train", "normal", 0),
+        ("train", "normal", 1),
+        ("test", "normal", 0),
+        ("test", "anomaly", 0),
+    ]:
+        make_wav(root / "fan" / split / f"{label}_id_00_{index:08d}.wav", seconds=1.2, seed=index)
+    short = make_wav(root / "fan" / "test" / "anomaly_id_00_00000001.wav", seconds=0.5)
+    stereo = make_wav(root / "fan" / "train" / "normal_id_00_00000002.wav", seconds=1.2, channels=2)
+    profile = profiles.resolve("full", home=tmp_path, data_root=root)
+    with pytest.raises(data.AudioErrors) as info:
+        pipeline.check_data(profile, ["fan"])
+    assert {str(short), str(stereo)} == {str(e).split(":")[0] for e in info.value.errors}
+    # In a run of both models a clip too short for the CNN's 1 s patch is refused before
+    # either trains, so both models score the same clips; the Dense AE alone reads it.
+    assert any("shorter than one" in str(e) for e in info.value.errors)
+    stereo.unlink()
+    pipeline.check_data(profile, ["fan"], kinds=("dense",))
+    with pytest.raises(data.AudioErrors, match="shorter than one"):
+        pipeline.check_data(profile, ["fan"], kinds=("dense", "cnn"))
+    short.unlink()
+    pipeline.check_data(profile, ["fan"])

@@ -14,8 +14,10 @@ from aadlib.batches import WindowBatches
 from aadlib.features import LogMelSet
 from aadlib.models import build_cnn_ae, build_dense_ae
 from aadlib.training import (
+    ModelFileError,
     TrainConfig,
     fit_autoencoder,
+    load_history,
     load_model,
     paper_config,
     save_model,
@@ -234,6 +236,155 @@ def test_finished_run_called_again_trains_nothing(tmp_path):
     assert _weights_equal(third_model.get_weights(), best.get_weights())
 
 
+def _state(run_dir):
+    return json.loads((run_dir / "state.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"record": {"data": "other clips"}}, "data"),
+        ({"config": {"seed": 1}}, "seed"),
+        ({"config": {"learning_rate": 5e-4}}, "learning_rate"),
+        ({"record": {"aadlib": "0.0.1"}}, "aadlib"),
+    ],
+    ids=["data", "seed", "settings", "code version"],
+)
+def test_checkpoint_of_another_run_is_not_resumed(tmp_path, caplog, change, named):
+    # An interrupted run, then the data, the seed, a setting or the code changes: the
+    # checkpoint must not be resumed (its weights were trained for something else).
+    run_dir = tmp_path / "run"
+    record = {"data": "these clips", "aadlib": "0.2.0"}
+    first = fit_autoencoder(
+        _small_model(),
+        _toy_logmels(),
+        "dense",
+        _config(epochs=2, patience=50),
+        run_dir=run_dir,
+        record=record,
+        verbose=0,
+    )
+    assert _state(run_dir)["epoch"] == 2
+    config = _config(epochs=3, patience=50, **change.get("config", {}))
+    with caplog.at_level("WARNING", logger="aadlib"):
+        again = fit_autoencoder(
+            _small_model(seed=3),
+            _toy_logmels(),
+            "dense",
+            config,
+            run_dir=run_dir,
+            record={**record, **change.get("record", {})},
+            verbose=0,
+        )
+    assert list(again.epoch) == [1, 2, 3]  # trained afresh, not epoch 3 on top of 2
+    assert not again.iloc[:2].loss.equals(first.loss)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert f"made with other {named};" in message and "training afresh" in message
+
+
+def test_more_epochs_resume_the_same_run(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    fit_autoencoder(
+        _small_model(),
+        _toy_logmels(),
+        "dense",
+        _config(epochs=2, patience=50),
+        run_dir=run_dir,
+        verbose=0,
+    )
+    with caplog.at_level("WARNING", logger="aadlib"):
+        more = fit_autoencoder(
+            _small_model(seed=3),
+            _toy_logmels(),
+            "dense",
+            _config(epochs=3, patience=50),
+            run_dir=run_dir,
+            verbose=0,
+        )
+    assert list(more.epoch) == [1, 2, 3] and not caplog.records
+    assert _state(run_dir)["epoch"] == 3
+
+
+def test_a_kill_between_weights_and_state_leaves_a_consistent_checkpoint(tmp_path, monkeypatch):
+    # Epoch 2's weights are written, then the process dies before its state: the state on
+    # disk still names epoch 1's weights, so the resumed run repeats epoch 2 from them.
+    import aadlib.training as training
+
+    run_dir = tmp_path / "run"
+    logmels = _toy_logmels()
+    original = training.write_text
+    calls = []
+
+    def dies_on_second_state(path, text):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(path, text)
+
+    monkeypatch.setattr(training, "write_text", dies_on_second_state)
+    with pytest.raises(KeyboardInterrupt):
+        fit_autoencoder(
+            _small_model(),
+            logmels,
+            "dense",
+            _config(epochs=3, patience=50),
+            run_dir=run_dir,
+            verbose=0,
+        )
+    monkeypatch.setattr(training, "write_text", original)
+    state = _state(run_dir)
+    assert state["epoch"] == 1 and state["model_file"] == "epoch-0001.keras"
+    assert (run_dir / "epoch-0002.keras").exists()  # written, but no state names it
+    epoch_one = load_model(run_dir / state["model_file"], compile=True)
+    steps = int(epoch_one.optimizer.iterations.numpy())
+    resumed = fit_autoencoder(
+        _small_model(seed=4),
+        logmels,
+        "dense",
+        _config(epochs=3, patience=50),
+        run_dir=run_dir,
+        verbose=0,
+    )
+    assert list(resumed.epoch) == [1, 2, 3]
+    final = load_model(run_dir / _state(run_dir)["model_file"], compile=True)
+    assert int(final.optimizer.iterations.numpy()) == 3 * steps  # no epoch counted twice
+    assert sorted(p.name for p in run_dir.glob("epoch-*")) == ["epoch-0003.keras"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: (d / "state.json").write_text("{broken"),
+        lambda d: (d / "state.json").write_text(""),
+        lambda d: (d / _state(d)["model_file"]).unlink(),
+    ],
+    ids=["broken json", "empty", "weights missing"],
+)
+def test_damaged_checkpoint_is_named_and_training_starts_afresh(tmp_path, caplog, damage):
+    run_dir = tmp_path / "run"
+    fit_autoencoder(
+        _small_model(),
+        _toy_logmels(),
+        "dense",
+        _config(epochs=2, patience=50),
+        run_dir=run_dir,
+        verbose=0,
+    )
+    damage(run_dir)
+    with caplog.at_level("WARNING", logger="aadlib"):
+        again = fit_autoencoder(
+            _small_model(seed=5),
+            _toy_logmels(),
+            "dense",
+            _config(epochs=2, patience=50),
+            run_dir=run_dir,
+            verbose=0,
+        )
+    assert list(again.epoch) == [1, 2]
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert str(run_dir / "state.json") in message and "training afresh" in message
+
+
 # --------------------------------------------------------------------------------------
 # Saving and loading
 # --------------------------------------------------------------------------------------
@@ -249,6 +400,31 @@ def test_save_model_requires_keras_suffix(tmp_path, name):
 def test_load_model_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="train it first"):
         load_model(tmp_path / "nothing.keras")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+        lambda p: p.write_bytes(b""),
+        lambda p: p.write_text("not a model"),
+    ],
+    ids=["truncated", "empty", "text"],
+)
+def test_damaged_model_file_is_named_with_the_remedy(tmp_path, damage):
+    path = save_model(_small_model(), tmp_path / "model.keras")
+    damage(path)
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    assert str(path) in str(info.value) and "train again" in str(info.value)
+
+
+@pytest.mark.parametrize("content", ["", "epoch,loss\n", "epoch,loss\n1,0.5\n2,"])
+def test_damaged_history_is_named(tmp_path, content):
+    path = tmp_path / "history.csv"
+    path.write_text(content)
+    with pytest.raises(ModelFileError, match="history"):
+        load_history(path)
 
 
 @pytest.mark.parametrize("kind", ["dense", "cnn"])
