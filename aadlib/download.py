@@ -11,19 +11,31 @@ Three sets, one zip archive per machine type:
   No checksum of these archives is known, so they are downloaded only with
   ``allow_unverified=True``, and a damaged transfer can then only show up as a bad zip.
 
-What :func:`download_dcase2020` does for each machine type:
+What :func:`download_dcase2020` does, holding the lock of the root (a second run into the
+same root waits for it, see :func:`aadlib._io.exclusive`), for each machine type:
 
 1. Skip the type when ``<root>/<type>/`` holds the completion marker
    ``.aadlib-complete.json``, or when clips in the layout are already there (a set unzipped
    by hand is used as it is, and nothing is downloaded).
 2. Check the free disk space (about 2.2 times the archive: the archive plus its contents).
 3. Download the archive with pooch into ``<root>/.archives/``. The bytes go to
-   ``<file>.part`` first, and an interrupted transfer resumes from there with an HTTP Range
-   request; the size and the MD5 are checked before the archive is used.
+   ``<file>.part`` first, and an interrupted transfer (fewer bytes than the server announced)
+   resumes from there with an HTTP Range request. A server that announces another size than
+   the registry's, or a received file of the wrong size or MD5, is an error
+   (:class:`ChecksumError`) and the bytes are removed. An archive already in ``.archives/``
+   is used only if it has the registry's size and MD5 (or, without a known checksum, those
+   recorded in ``<file>.received.json`` when aadlib downloaded it); otherwise it is refused
+   and left alone.
 4. Check every zip entry (no absolute path, no ``..``, no symbolic link) before writing
-   anything, extract into a temporary folder inside the root, count the train and test WAVs
-   against the registry, move ``<type>/`` into place and only then write the marker.
+   anything, extract into a temporary folder inside the root, count the clips of the
+   archive's kind against the registry, refuse to replace files of other contents already
+   in ``<type>/`` (:class:`ExistingFilesError`), move ``<type>/`` into place and only then
+   write the marker.
 5. Delete the archive, unless ``keep_archives=True``.
+
+pooch's own log lines are kept off the terminal; there is one progress bar per archive.
+:func:`downloaded_clips` lists the clips of any kind of set after a download, the
+unlabeled evaluation test clips included.
 
 Extracting the development archives into a root gives the layout that
 :func:`aadlib.data.list_clips` reads: ``<root>/<type>/{train,test}/*.wav``. Keep the
@@ -37,6 +49,8 @@ variable ``AADLIB_DATA_URL`` to use a mirror: either a base that serves
 
 from __future__ import annotations
 
+import contextlib
+import filecmp
 import json
 import logging
 import os
@@ -59,15 +73,13 @@ import requests
 from tqdm import tqdm
 
 from . import data
-from ._io import write_text
+from ._io import exclusive, write_text
 from .data import (
     DEV_IDS,
     MACHINE_TYPES,
     SPLITS,
     DataLayoutError,
     check_machine_types,
-    list_clips,
-    parse_clip_name,
     read_resource_csv,
 )
 
@@ -81,10 +93,13 @@ __all__ = [
     "ChecksumError",
     "DiskSpaceError",
     "DownloadError",
+    "ExistingFilesError",
+    "UNLABELED",
     "UnknownMachineTypeError",
     "UnsafeArchiveError",
     "archives_for",
     "download_dcase2020",
+    "downloaded_clips",
     "fetch_archive",
     "is_complete",
     "load_registry",
@@ -136,6 +151,10 @@ class BadArchiveError(DownloadError):
 
 class UnsafeArchiveError(DownloadError):
     """An archive has entries that would land outside the target folder."""
+
+
+class ExistingFilesError(DownloadError):
+    """Extracting an archive would replace files that are not its own; nothing was changed."""
 
 
 class DiskSpaceError(DownloadError):
@@ -299,7 +318,36 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
 
 
 class _Interrupted(Exception):
-    """A transfer stopped before the last byte; the ``.part`` file keeps what arrived."""
+    """A transfer stopped before the last byte the server announced; the ``.part`` keeps it."""
+
+
+def _wrong_file_advice(root_hint: Path) -> str:
+    return (
+        f"Check the base URL (argument base_url or ${BASE_URL_ENV}); if it is right, the archive "
+        f"on the server has changed: download it by hand into {root_hint} and unzip it there."
+    )
+
+
+def _receipt_path(archive_path: Path) -> Path:
+    return archive_path.with_name(f"{archive_path.name}.received.json")
+
+
+def _write_receipt(archive_path: Path, downloaded: Path) -> None:
+    """Record the size and MD5 of an unverified download, so that a later run can tell the
+    archive it finds in the cache is that download, unchanged."""
+    receipt = {
+        "size": downloaded.stat().st_size,
+        "md5": pooch.file_hash(str(downloaded), alg="md5"),
+    }
+    write_text(_receipt_path(archive_path), json.dumps(receipt) + "\n")
+
+
+def _read_receipt(archive_path: Path) -> dict | None:
+    try:
+        receipt = json.loads(_receipt_path(archive_path).read_text(encoding="utf-8"))
+        return {"size": int(receipt["size"]), "md5": str(receipt["md5"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class _ResumingDownloader:
@@ -307,6 +355,8 @@ class _ResumingDownloader:
 
     pooch hands every downloader a fresh temporary file, so a partial download would be lost;
     the stable ``.part`` name is what lets the next call pick up where this one stopped.
+    A transfer is complete when every byte the server announced has arrived; the sizes are
+    then checked against the registry.
     """
 
     def __init__(
@@ -319,10 +369,31 @@ class _ResumingDownloader:
         self.retries = max(0, int(retries))
 
     def __call__(self, url: str, output_file, pooch_obj=None, check_only: bool = False) -> None:
+        # One bar for the whole archive: a resumed attempt moves it back to its offset.
+        with tqdm(
+            total=self.archive.size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=self.archive.file,
+            disable=not self.progress,
+        ) as bar:
+            self._transfer_with_retries(url, bar)
+        self._check_size()
+        if self.archive.md5 is None:
+            _write_receipt(self.part.with_name(self.archive.file), self.part)
+        if isinstance(output_file, str | os.PathLike):
+            os.replace(self.part, output_file)  # same folder: a rename, no copy
+        else:
+            with open(self.part, "rb") as src:
+                shutil.copyfileobj(src, output_file)
+            self.part.unlink()
+
+    def _transfer_with_retries(self, url: str, bar: tqdm) -> None:
         for attempt in range(self.retries + 1):
             try:
-                self._transfer(url)
-                break
+                self._transfer(url, bar)
+                return
             except _Interrupted as err:
                 if attempt == self.retries:
                     raise DownloadError(
@@ -331,13 +402,6 @@ class _ResumingDownloader:
                     ) from err
                 log.warning("%s; resuming (attempt %d of %d)", err, attempt + 2, self.retries + 1)
                 time.sleep(RETRY_WAIT * (attempt + 1))
-        self._check_size()
-        if isinstance(output_file, str | os.PathLike):
-            os.replace(self.part, output_file)  # same folder: a rename, no copy
-        else:
-            with open(self.part, "rb") as src:
-                shutil.copyfileobj(src, output_file)
-            self.part.unlink()
 
     def _offset(self) -> int:
         offset = self.part.stat().st_size if self.part.exists() else 0
@@ -347,20 +411,24 @@ class _ResumingDownloader:
             return 0
         return offset
 
-    def _open(self, url: str, offset: int) -> tuple[requests.Response | None, int]:
-        """Response for the bytes from ``offset`` on (``None`` if there are none left)."""
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+    def _get(self, url: str, offset: int) -> requests.Response:
+        # identity: the bytes counted must be the file's, as the server announces their number.
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         try:
-            response = requests.get(url, headers=headers, stream=True, timeout=TIMEOUT)
+            return requests.get(url, headers=headers, stream=True, timeout=TIMEOUT)
         except (requests.ConnectionError, requests.Timeout) as err:
             raise self._unreachable(url, err) from err
+
+    def _open(self, url: str, offset: int) -> tuple[requests.Response | None, int, int | None]:
+        """The response for the bytes from ``offset`` on, the byte it really starts at, and the
+        file size the server announces (``None`` if it does not); no response if none is left."""
+        response = self._get(url, offset)
+        start, total = _content_range(response.headers.get("Content-Range"))
         if offset and response.status_code == 416:
-            # Nothing past our offset: the .part is whole if the server's size agrees.
             response.close()
-            if _content_range(response.headers.get("Content-Range"))[1] == offset:
-                return None, offset
-            self.part.unlink(missing_ok=True)
-            return self._open(url, 0)
+            return self._nothing_left(url, offset, total)
         if response.status_code >= 400:
             response.close()
             raise DownloadError(
@@ -368,19 +436,43 @@ class _ResumingDownloader:
                 f"the base URL (argument base_url or ${BASE_URL_ENV}), or download "
                 f"{self.archive.file} by hand into {self.root_hint} and unzip it there."
             )
-        if offset and response.status_code == 200:
-            log.info(
-                "the server ignored the Range request; downloading %s whole", self.archive.file
-            )
-            return response, 0
-        if offset and _content_range(response.headers.get("Content-Range"))[0] != offset:
-            log.info(
-                "the server resumed %s at another byte; downloading it whole", self.archive.file
-            )
+        if response.status_code == 206 and offset and start != offset:
+            log.info("the server resumed %s at another byte; downloading it whole", self.part.name)
             response.close()
             self.part.unlink(missing_ok=True)
             return self._open(url, 0)
-        return response, offset
+        if response.status_code != 206 or not offset:
+            if offset:
+                log.info(
+                    "the server ignored the Range request; downloading %s whole", self.part.name
+                )
+            # The whole file, from byte 0: the .part is truncated, not appended to.
+            start, length = 0, response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+        self._check_announced(total, response)
+        return response, start, total
+
+    def _nothing_left(self, url: str, offset: int, total: int | None):
+        """After a 416 (no byte past ``offset``): the .part is whole if it has the server's size."""
+        self._check_announced(total)
+        if total == offset:
+            return None, offset, total
+        self.part.unlink(missing_ok=True)  # longer than the server's file: not a part of it
+        return self._open(url, 0)
+
+    def _check_announced(self, total: int | None, response: requests.Response | None = None):
+        """Refuse a file of another size than the registry's before its bytes are fetched."""
+        expected = self.archive.size
+        if expected is None or total is None or total == expected:
+            return
+        if response is not None:
+            response.close()
+        self.part.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"size mismatch for {self.archive.file}: expected {expected} bytes, but the server "
+            f"announces {total} bytes, so it serves another file than the registry describes. "
+            f"Nothing of it was kept. {_wrong_file_advice(self.root_hint)}"
+        )
 
     def _unreachable(self, url: str, err: Exception) -> DownloadError:
         host = urlsplit(url).hostname or url
@@ -394,32 +486,24 @@ class _ResumingDownloader:
             f"the archives by hand into {self.root_hint} and unzip them there.{kept}"
         )
 
-    def _transfer(self, url: str) -> None:
-        response, offset = self._open(url, self._offset())
+    def _transfer(self, url: str, bar: tqdm) -> None:
+        response, offset, total = self._open(url, self._offset())
+        bar.reset(total=total)
+        bar.update(offset)
         if response is None:
             return
-        length = response.headers.get("Content-Length")
-        total = self.archive.size or (offset + int(length) if length else None)
         written = offset
-        bar = tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=self.archive.file,
-            disable=not self.progress,
-        )
-        with response, bar, open(self.part, "ab" if offset else "wb") as out:
+        with response, open(self.part, "ab" if offset else "wb") as out:
             try:
                 for chunk in response.iter_content(CHUNK_SIZE):
                     out.write(chunk)
                     bar.update(len(chunk))
                     written += len(chunk)
             except requests.RequestException as err:
-                raise _Interrupted(
-                    f"{_fmt_bytes(written)} of {_fmt_bytes(total) if total else '?'} ({err})"
-                ) from err
+                of = _fmt_bytes(total) if total is not None else "an unannounced size"
+                raise _Interrupted(f"{_fmt_bytes(written)} of {of} arrived ({err})") from err
+        # Complete means every byte the server announced, not the registry's size: a file of
+        # another size would otherwise count as interrupted on every run.
         if total is not None and written < total:
             raise _Interrupted(f"{_fmt_bytes(written)} of {_fmt_bytes(total)} arrived")
 
@@ -428,18 +512,65 @@ class _ResumingDownloader:
         if self.archive.size is not None and size != self.archive.size:
             self.part.unlink()
             raise ChecksumError(
-                f"size mismatch for {self.archive.file}: expected {self.archive.size} bytes, got "
-                f"{size}; the file was removed, run the command again to download it anew."
+                f"size mismatch for {self.archive.file}: expected {self.archive.size} bytes, "
+                f"received {size}; the file was removed. Run the command again to download it "
+                f"anew. If this happens again: {_wrong_file_advice(self.root_hint)}"
             )
 
 
-def _mismatch(archive: Archive, err: ValueError) -> ChecksumError:
+def _mismatch(archive: Archive, err: ValueError, root_hint: Path) -> ChecksumError:
     got = re.search(r"got ([0-9a-fA-F]+)", str(err))
     return ChecksumError(
         f"checksum mismatch for {archive.file}: expected md5 {archive.md5}, got "
-        f"{got.group(1) if got else 'another'}; the file was removed, run the command again "
-        "to download it anew."
+        f"{got.group(1) if got else 'another'}; the file was removed. Run the command again "
+        f"to download it anew. If this happens again: {_wrong_file_advice(root_hint)}"
     )
+
+
+@contextlib.contextmanager
+def _quiet_pooch():
+    """Keep pooch's log lines ('Downloading data from ...', its known_hash hint) off the
+    terminal: its logger writes to stderr on a handler of its own, between the progress bar
+    and the results, and aadlib says what matters in its own words."""
+    logger = pooch.get_logger()
+    was_disabled = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was_disabled
+
+
+def _cached_mismatch(path: Path, expected: dict) -> str | None:
+    """What differs in a cached archive (its size, else its MD5), or ``None``."""
+    size = path.stat().st_size
+    if expected["size"] is not None and size != expected["size"]:
+        return f"{size} bytes"  # no need to hash gigabytes to know
+    md5 = pooch.file_hash(str(path), alg="md5")
+    return None if md5 == expected["md5"] else f"md5 {md5}"
+
+
+def _check_cached(archive: Archive, path: Path, root_hint: Path) -> None:
+    """Use an archive found in the cache only if it is the registry's or aadlib's own download.
+
+    It is never replaced: aadlib did not leave it there in that state, so it may be the user's.
+    """
+    expected = {"size": archive.size, "md5": archive.md5} if archive.md5 else _read_receipt(path)
+    if expected is None:
+        raise DownloadError(
+            f"{path} is already there, but no checksum is known for it and aadlib did not "
+            f"download it (no {_receipt_path(path).name}), so it cannot be verified. It is left "
+            f"as it is: delete or move it away to download it anew, or unzip it into {root_hint} "
+            "yourself (clips unzipped by hand are used as they are)."
+        )
+    found = _cached_mismatch(path, expected)
+    if found:
+        raise ChecksumError(
+            f"{path} is already there but is not the expected archive: expected "
+            f"{expected['size']} bytes with md5 {expected['md5']}, found {found}. It is left as "
+            "it is: delete or move it away and run the command again to download it anew."
+        )
+    log.info("%s is already downloaded and verified; using it", path)
 
 
 def _fetch(
@@ -451,9 +582,12 @@ def _fetch(
     root_hint: Path,
 ) -> Path:
     target = cache_dir / archive.file
+    if target.exists():
+        _check_cached(archive, target, root_hint)
+        return target
     part = cache_dir / f"{archive.file}.part"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    if archive.size is not None and not target.exists():
+    if archive.size is not None:
         done = part.stat().st_size if part.exists() else 0
         _check_space(
             cache_dir,
@@ -462,17 +596,18 @@ def _fetch(
         )
     downloader = _ResumingDownloader(archive, part, root_hint, progress, retries)
     try:
-        path = pooch.retrieve(
-            archive.url(base_url),
-            known_hash=archive.known_hash,
-            fname=archive.file,
-            path=cache_dir,
-            downloader=downloader,
-        )
+        with _quiet_pooch():
+            path = pooch.retrieve(
+                archive.url(base_url),
+                known_hash=archive.known_hash,
+                fname=archive.file,
+                path=cache_dir,
+                downloader=downloader,
+            )
     except ValueError as err:  # pooch's MD5 mismatch; it has already deleted the file
         if "hash" not in str(err):
             raise
-        raise _mismatch(archive, err) from err
+        raise _mismatch(archive, err, root_hint) from err
     return Path(path)
 
 
@@ -487,7 +622,10 @@ def fetch_archive(
 ) -> Path:
     """Download one archive into ``cache_dir`` (resuming a ``.part``) and verify it.
 
-    An archive already in ``cache_dir`` with the right MD5 is not downloaded again.
+    An archive already in ``cache_dir`` is used if it has the registry's size and MD5 (or,
+    for an archive without a known checksum, those recorded when aadlib downloaded it);
+    otherwise it is refused and left in place. A second call on the same ``cache_dir``
+    waits for the first (see :func:`aadlib._io.exclusive`).
 
     Parameters
     ----------
@@ -513,15 +651,20 @@ def fetch_archive(
     ------
     DownloadError
         The server cannot be reached or answers with an error, the transfer was interrupted
-        (the ``.part`` is kept for the next call), or no checksum is known.
+        (the ``.part`` is kept for the next call), no checksum is known, or an unverifiable
+        archive is already in ``cache_dir``.
     ChecksumError
-        Wrong size or MD5; the bad file was removed.
+        Wrong size or MD5 (announced by the server, or of the received file: it was removed;
+        or of an archive already in ``cache_dir``: it was left in place).
     DiskSpaceError
         Less free space than about 2.2 times the archive.
+    TimeoutError
+        Another run kept ``cache_dir`` locked longer than ``$AADLIB_LOCK_TIMEOUT`` seconds.
     """
     _refuse_unverified(archive, allow_unverified)
     cache_dir = Path(cache_dir).expanduser()
-    return _fetch(archive, cache_dir, base_url, progress, retries, root_hint=cache_dir)
+    with exclusive(cache_dir, f"downloading {archive.file} into {cache_dir}"):
+        return _fetch(archive, cache_dir, base_url, progress, retries, root_hint=cache_dir)
 
 
 def _refuse_unverified(archive: Archive, allow_unverified: bool) -> None:
@@ -566,11 +709,21 @@ def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def _entry_target(dest: Path, info: zipfile.ZipInfo) -> Path:
+    return dest.joinpath(*[p for p in re.split(r"[\\/]+", info.filename) if p not in ("", ".")])
+
+
+def _shown(items: list, limit: int = 5) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(str(i) for i in items[:limit]) + more
+
+
 def safe_extract(zip_path: str | Path, dest: str | Path) -> list[Path]:
     """Extract a zip archive into ``dest``, refusing entries that could escape it.
 
     Every entry is checked before anything is written: an absolute path, a ``..``
-    component or a symbolic link makes the whole archive be refused.
+    component or a symbolic link makes the whole archive be refused, and so does a file
+    already in ``dest`` that an entry would overwrite.
 
     Parameters
     ----------
@@ -589,8 +742,11 @@ def safe_extract(zip_path: str | Path, dest: str | Path) -> list[Path]:
     ------
     UnsafeArchiveError
         Some entries would land outside ``dest``; nothing was written.
+    ExistingFilesError
+        Some entries would overwrite files already in ``dest``; nothing was written.
     BadArchiveError
-        The archive is not a zip file, is truncated, or an entry fails its CRC check.
+        The archive is not a zip file, is truncated, holds an entry twice, or an entry fails
+        its CRC check.
     """
     zip_path, dest = Path(zip_path), Path(dest)
     written: list[Path] = []
@@ -598,30 +754,135 @@ def safe_extract(zip_path: str | Path, dest: str | Path) -> list[Path]:
         members = archive.infolist()
         bad = [f"{i.filename!r} ({why})" for i in members if (why := _unsafe_reason(i))]
         if bad:
-            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise UnsafeArchiveError(
                 f"refused to extract {zip_path}: entries that would land outside {dest}: "
-                f"{shown}. Nothing was written. The archive is not a genuine DCASE archive; "
+                f"{_shown(bad)}. Nothing was written. The archive is not a genuine DCASE archive; "
                 "delete it and download it again from Zenodo."
+            )
+        existing = [t for i in members if not i.is_dir() and (t := _entry_target(dest, i)).exists()]
+        if existing:
+            raise ExistingFilesError(
+                f"refused to extract {zip_path} into {dest}: it would overwrite {_shown(existing)}."
+                " Nothing was written. Extract into an empty folder, or move those files away."
             )
         dest.mkdir(parents=True, exist_ok=True)
         for info in members:
-            target = dest.joinpath(
-                *[p for p in re.split(r"[\\/]+", info.filename) if p not in ("", ".")]
-            )
+            target = _entry_target(dest, info)
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with archive.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK_SIZE)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as err:
-                raise BadArchiveError(
-                    f"{zip_path} is damaged: {info.filename} cannot be read ({err})."
-                ) from err
+            _extract_entry(archive, info, target, zip_path)
             written.append(target)
     return written
+
+
+def _extract_entry(archive: zipfile.ZipFile, info, target: Path, zip_path: Path) -> None:
+    try:
+        # "x": a second entry of the same name must not silently replace the first.
+        with archive.open(info) as src, open(target, "xb") as out:
+            shutil.copyfileobj(src, out, CHUNK_SIZE)
+    except FileExistsError as err:
+        raise BadArchiveError(
+            f"{zip_path} holds {info.filename} twice; it is not a genuine DCASE archive."
+        ) from err
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise BadArchiveError(
+            f"{zip_path} is damaged: {info.filename} cannot be read ({err})."
+        ) from err
+
+
+# ------------------------------------------------------------------------ clips by kind
+
+#: Clip names of every set: labeled ``normal_id_01_00000000.wav`` (development and
+#: additional training sets) and unlabeled ``id_01_00000000.wav`` (evaluation test set).
+_ANY_CLIP_NAME = re.compile(r"^(?:(normal|anomaly)_)?id_(\d{2})_(\d{8})\.wav$")
+#: The label of an evaluation test clip, whose name does not say it.
+UNLABELED = "unlabeled"
+_LAYOUTS = {
+    "dev": "<root>/<machine_type>/{train,test}/{normal,anomaly}_id_XX_NNNNNNNN.wav",
+    "additional_train": "<root>/<machine_type>/train/normal_id_XX_NNNNNNNN.wav",
+    "eval_test": "<root>/<machine_type>/test/id_XX_NNNNNNNN.wav",
+}
+_CLIP_COLUMNS = ["machine_type", "split", "label", "machine_id", "index", "path"]
+
+
+def _clips_in(folder: Path) -> list[dict]:
+    rows = []
+    for path in folder.iterdir() if folder.is_dir() else ():
+        match = _ANY_CLIP_NAME.match(path.name)
+        if match and path.is_file():
+            label, machine_id, index = match.groups()
+            label = label or UNLABELED
+            rows.append(
+                {"label": label, "machine_id": int(machine_id), "index": int(index), "path": path}
+            )
+    return rows
+
+
+def _kind_clips(root: Path, machine_types: Iterable[str], kind: str) -> pd.DataFrame:
+    """The clips of one kind of set under a root: its splits, named as that kind names them."""
+    rows = [
+        {"machine_type": machine_type, "split": split} | row
+        for machine_type in machine_types
+        for split in _REQUIRED_SPLITS[kind]
+        for row in _clips_in(root / machine_type / split)
+    ]
+    table = pd.DataFrame(rows, columns=_CLIP_COLUMNS)
+    # Labeled names in an evaluation test folder (or the reverse) belong to another set.
+    table = table[(table.label == UNLABELED) == (kind == "eval_test")]
+    table = table.sort_values(["machine_type", "split", "machine_id", "label", "index"])
+    return table.reset_index(drop=True)
+
+
+def downloaded_clips(
+    root: str | Path, kind: str = "dev", machine_types: str | Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Table of the clips of one set under a data root, labeled or not, one row a clip.
+
+    Unlike :func:`aadlib.data.list_clips`, it reads every kind of set: the development set
+    (``train`` and ``test``), the additional training set (``train``) and the evaluation
+    test set (``test``, whose names ``id_01_00000000.wav`` carry no label).
+
+    Parameters
+    ----------
+    root
+        The data root given to :func:`download_dcase2020`.
+    kind
+        ``"dev"``, ``"additional_train"`` or ``"eval_test"``.
+    machine_types
+        One type, several, or ``None`` for all six.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``machine_type``, ``split``, ``label`` (``"normal"``, ``"anomaly"`` or
+        ``"unlabeled"``), ``machine_id``, ``index``, ``path``; sorted by type, split, ID,
+        label and index.
+
+    Raises
+    ------
+    DataLayoutError
+        No clip of that kind under the root.
+    ValueError
+        An unknown ``kind`` or machine type.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    types = _check_types(machine_types)
+    root = Path(root).expanduser()
+    table = _kind_clips(root, types, kind)
+    if table.empty:
+        raise DataLayoutError(
+            f"no {kind} clips found under {root}: expected {_LAYOUTS[kind]} with machine types "
+            f"among {', '.join(types)}. Run `aadlib download --kind {kind}` for that root."
+        )
+    return table
+
+
+def _split_counts(root: Path, archive: Archive) -> dict[str, int]:
+    clips = _kind_clips(root, [archive.machine_type], archive.kind)
+    return {split: int((clips.split == split).sum()) for split in SPLITS}
 
 
 # ------------------------------------------------------------------ markers, install
@@ -660,65 +921,52 @@ def is_complete(root: str | Path, machine_type: str, kind: str = "dev") -> bool:
     )
 
 
-def _count_wavs(folder: Path) -> int:
-    if not folder.is_dir():
-        return 0
-    return sum(1 for p in folder.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
-
-
 def _present_as_is(root: Path, archive: Archive) -> bool:
     """Whether clips of this set are already under the root without a marker (unzipped by hand)."""
     folder = root / archive.machine_type
     # A pending file means our own move into place was cut short: not a hand-made set.
     if not folder.is_dir() or any(folder.glob(".aadlib-pending-*")):
         return False
-    if archive.kind == "eval_test":
-        # Evaluation test clips carry no label (id_01_00000000.wav), so list_clips skips them.
-        test = folder / "test"
-        return test.is_dir() and any(
-            p.suffix == ".wav" and parse_clip_name(p.name) is None for p in test.iterdir()
-        )
-    try:
-        table = list_clips(root, archive.machine_type)
-    except DataLayoutError:
-        return False
+    clips = _kind_clips(root, [archive.machine_type], archive.kind)
     if archive.kind == "dev":
-        return {"train", "test"} <= set(table.split)
-    extra = table[(table.split == "train") & ~table.machine_id.isin(DEV_IDS[archive.machine_type])]
-    return not extra.empty
+        return {"train", "test"} <= set(clips.split)
+    if archive.kind == "additional_train":
+        # Training clips of the development IDs are the development set's, not these.
+        return not clips.machine_id.isin(DEV_IDS[archive.machine_type]).all()
+    return not clips.empty
 
 
 def _warn_if_short(root: Path, archive: Archive) -> None:
+    counts = _split_counts(root, archive)
     for split, expected in (("train", archive.train_files), ("test", archive.test_files)):
-        found = _count_wavs(root / archive.machine_type / split)
-        if expected is not None and found < expected:
+        if expected is not None and counts[split] < expected:
             log.warning(
                 "%s holds %d %s clips, %s holds %d; delete the folder and run again to "
                 "download the complete archive",
                 root / archive.machine_type,
-                found,
+                counts[split],
                 split,
                 archive.file,
                 expected,
             )
 
 
-def _check_contents(archive: Archive, type_dir: Path) -> dict[str, int]:
-    if not type_dir.is_dir():
+def _check_contents(archive: Archive, extracted: Path) -> dict[str, int]:
+    """The clip counts of an extracted archive, checked against the registry and its kind."""
+    if not (extracted / archive.machine_type).is_dir():
         raise BadArchiveError(
             f"{archive.file} holds no {archive.machine_type}/ folder; it is not the expected "
             "DCASE archive."
         )
-    counts = {split: _count_wavs(type_dir / split) for split in SPLITS}
+    counts = _split_counts(extracted, archive)
     expected = {"train": archive.train_files, "test": archive.test_files}
-    for split in SPLITS:
+    for split in _REQUIRED_SPLITS[archive.kind]:
         want = expected[split]
-        if (want is not None and counts[split] != want) or (
-            split in _REQUIRED_SPLITS[archive.kind] and counts[split] == 0
-        ):
+        wrong = counts[split] == 0 if want is None else counts[split] != want
+        if wrong:
             raise BadArchiveError(
-                f"{archive.file} extracted {counts[split]} {split} clips, expected "
-                f"{want if want is not None else 'at least one'}."
+                f"{archive.file} extracted {counts[split]} {split} clips in the layout "
+                f"{_LAYOUTS[archive.kind]}, expected {'at least one' if want is None else want}."
             )
     return counts
 
@@ -730,6 +978,31 @@ def _merge(src: Path, dst: Path) -> None:
             _merge(child, target)
         else:
             os.replace(child, target)
+
+
+def _replaced_by_merge(src: Path, dst: Path) -> list[Path]:
+    """What under ``dst`` moving ``src`` onto it would replace with something else."""
+    clashes = []
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if not (target.exists() or target.is_symlink()):
+            continue
+        if path.is_dir() and target.is_dir() and not target.is_symlink():
+            continue
+        if path.is_file() and target.is_file() and filecmp.cmp(path, target, shallow=False):
+            continue  # the same bytes (an earlier, interrupted merge of this archive)
+        clashes.append(target)
+    return clashes
+
+
+def _refuse_overwriting(archive: Archive, src: Path, dst: Path) -> None:
+    clashes = _replaced_by_merge(src, dst) if dst.exists() else []
+    if clashes:
+        raise ExistingFilesError(
+            f"{dst} already holds files that {archive.file} would replace with other contents: "
+            f"{_shown(clashes)}. They are not this archive's, so nothing was changed. Move them "
+            f"away (or delete {dst} if nothing in it is yours) and run the command again."
+        )
 
 
 def _move_into_place(src: Path, dst: Path, pending: str) -> None:
@@ -768,8 +1041,9 @@ def _install(archive: Archive, zip_path: Path, root: Path, md5: str) -> dict[str
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{archive.machine_type}-", dir=root))
     try:
         safe_extract(zip_path, tmp)
-        counts = _check_contents(archive, tmp / archive.machine_type)
+        counts = _check_contents(archive, tmp)
         dest = root / archive.machine_type
+        _refuse_overwriting(archive, tmp / archive.machine_type, dest)
         _move_into_place(tmp / archive.machine_type, dest, _pending_name(archive.kind))
         _write_marker(archive, dest, counts, md5)
         (dest / _pending_name(archive.kind)).unlink(missing_ok=True)
@@ -804,6 +1078,7 @@ def _ensure(
     where = root / archive.machine_type
     if is_complete(root, archive.machine_type, archive.kind):
         log.info("%s is complete (%s); nothing to download", where, _marker_name(archive.kind))
+        _warn_if_short(root, archive)  # clips deleted since: the marker alone would hide it
         return
     _refuse_mixing(root, archive)
     if _present_as_is(root, archive):
@@ -814,11 +1089,11 @@ def _ensure(
     for stale in root.glob(f"{_TMP_PREFIX}{archive.machine_type}-*"):
         shutil.rmtree(stale, ignore_errors=True)  # left by an extraction that was killed
     zip_path = _fetch(archive, root / ARCHIVE_DIR, base_url, progress, retries, root_hint=root)
-    md5 = archive.md5 or pooch.file_hash(str(zip_path), alg="md5")
+    md5 = archive.md5 or _read_receipt(zip_path)["md5"]
     try:
         counts = _install(archive, zip_path, root, md5)
     except BadArchiveError as err:
-        zip_path.unlink(missing_ok=True)
+        _remove_archive(zip_path)
         raise BadArchiveError(
             f"{err} The archive was removed and nothing was installed in {where}; run the command "
             "again to download it anew. If this happens again, the archive on the server differs "
@@ -828,7 +1103,12 @@ def _ensure(
         "%s: %d train and %d test clips in %s", archive.file, counts["train"], counts["test"], where
     )
     if not keep_archives:
-        zip_path.unlink()
+        _remove_archive(zip_path)
+
+
+def _remove_archive(zip_path: Path) -> None:
+    zip_path.unlink(missing_ok=True)
+    _receipt_path(zip_path).unlink(missing_ok=True)
 
 
 def download_dcase2020(
@@ -877,14 +1157,19 @@ def download_dcase2020(
     DownloadError
         With a message that says what failed and what to do; subclasses
         :class:`ChecksumError`, :class:`BadArchiveError`, :class:`UnsafeArchiveError`,
-        :class:`DiskSpaceError`, :class:`UnknownMachineTypeError`.
+        :class:`ExistingFilesError`, :class:`DiskSpaceError`,
+        :class:`UnknownMachineTypeError`.
+    TimeoutError
+        Another run kept the root locked longer than ``$AADLIB_LOCK_TIMEOUT`` seconds.
     """
     todo = archives_for(machine_types, kind)
     root = Path(root).expanduser().absolute()
-    root.mkdir(parents=True, exist_ok=True)
-    for archive in todo:
-        _ensure(archive, root, base_url, keep_archives, progress, allow_unverified, retries)
-    cache = root / ARCHIVE_DIR
-    if cache.is_dir() and not any(cache.iterdir()):
-        cache.rmdir()
+    # One run per data root: a second one waits, instead of fetching into the same .part
+    # files and extracting the same archives at the same time.
+    with exclusive(root, f"downloading into {root}"):
+        for archive in todo:
+            _ensure(archive, root, base_url, keep_archives, progress, allow_unverified, retries)
+        cache = root / ARCHIVE_DIR
+        if cache.is_dir() and not any(cache.iterdir()):
+            cache.rmdir()
     return root

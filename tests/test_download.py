@@ -1,7 +1,8 @@
 """Tests of aadlib.download against a local HTTP server on 127.0.0.1 (no internet).
 
-The server supports Range requests and can drop a connection after N bytes or ignore
-Range, which is what the resume tests need; the stdlib SimpleHTTPRequestHandler cannot.
+The server supports Range requests and can drop a connection after N bytes, ignore Range
+or send no Content-Length, which is what the resume tests need; the stdlib
+SimpleHTTPRequestHandler cannot.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import json
 import logging
 import re
+import shutil
 import socket
 import stat
 import threading
@@ -21,11 +23,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+import pandas as pd
+import pooch
 import pytest
 import soundfile as sf
 
 from aadlib import download
-from aadlib.data import MACHINE_TYPES, list_clips
+from aadlib._io import exclusive
+from aadlib.data import MACHINE_TYPES, DataLayoutError, list_clips
 from aadlib.download import (
     Archive,
     BadArchiveError,
@@ -57,6 +62,7 @@ class ServerState:
     drop_after: int | None = None  # bytes of the body sent before the connection is dropped
     drops_left: int = 0  # how many responses are dropped that way
     ignore_range: bool = False
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -93,7 +99,8 @@ class RangeHandler(BaseHTTPRequestHandler):
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.send_header("Content-Type", "application/zip")
-        self.send_header("Content-Length", str(len(payload)))
+        if not state.no_length:
+            self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload[: state.drop_after] if drop else payload)
         self.wfile.flush()
@@ -163,13 +170,13 @@ class Setup:
     def serve(self, data: bytes, file: str = "dev_data_fan.zip", record: int = DEV_RECORD) -> None:
         self.state.files[f"/record/{record}/files/{file}"] = data
 
-    def run(self, **kwargs) -> Path:
+    def run(self, root: Path | None = None, **kwargs) -> Path:
         kwargs = {
             "machine_types": ["fan"],
             "base_url": self.server.base_url,
             "progress": False,
         } | kwargs
-        return download_dcase2020(self.root, **kwargs)
+        return download_dcase2020(root or self.root, **kwargs)
 
 
 def register(monkeypatch, data: bytes, file="dev_data_fan.zip", kind="dev", **fields) -> Archive:
@@ -443,6 +450,7 @@ def test_eval_test_needs_allow_unverified(dcase, monkeypatch, caplog):
     marker = json.loads((dcase.root / "fan" / ".aadlib-complete-eval_test.json").read_text())
     assert marker["md5"] == md5(data) and marker["md5_verified"] is False
     assert len(list((dcase.root / "fan" / "test").glob("id_01_*.wav"))) == 3
+    assert not (dcase.root / ".archives").exists()  # the archive and its receipt are deleted
 
 
 def test_development_and_evaluation_sets_are_not_mixed(dcase, monkeypatch):
@@ -459,3 +467,280 @@ def test_development_and_evaluation_sets_are_not_mixed(dcase, monkeypatch):
                        base_url=dcase.server.base_url, progress=False)  # fmt: skip
     assert is_complete(dcase.root / "eval", "fan", kind="additional_train")
     assert not is_complete(dcase.root / "eval", "fan")
+
+
+# ------------------------------------------------- sizes: what the server announces
+
+
+@pytest.mark.parametrize("ignore_range", [False, True])
+def test_server_file_of_another_size_is_an_error_not_an_interruption(
+    dcase, monkeypatch, ignore_range
+):
+    # The registry expects more bytes than the server has: a complete transfer must not pass
+    # for an interrupted one, resumed on every run, whether the server honours Range or not.
+    register(monkeypatch, dcase.data, size=len(dcase.data) + 100)
+    part = dcase.root / ".archives" / "dev_data_fan.zip.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(dcase.data[:1000])  # left by an earlier, interrupted run
+    dcase.state.ignore_range = ignore_range
+    with pytest.raises(ChecksumError) as err:
+        dcase.run(retries=2)
+    message = str(err.value)
+    assert f"size mismatch for dev_data_fan.zip: expected {len(dcase.data) + 100} bytes" in message
+    assert f"the server announces {len(dcase.data)} bytes" in message
+    assert "AADLIB_DATA_URL" in message and "resume" not in message
+    assert dcase.state.requests == [("/record/3678171/files/dev_data_fan.zip", "bytes=1000-")]
+    assert list(part.parent.iterdir()) == []  # the .part is removed
+    assert not (dcase.root / "fan").exists()
+
+
+def test_transfer_of_unannounced_length_and_wrong_size_is_removed(dcase, monkeypatch):
+    register(monkeypatch, dcase.data, size=len(dcase.data) + 100)
+    dcase.state.no_length = True  # the body ends when the connection closes: complete
+    expected = rf"expected {len(dcase.data) + 100} bytes, received {len(dcase.data)}; the file was"
+    with pytest.raises(ChecksumError, match=rf"dev_data_fan\.zip: {expected} removed"):
+        dcase.run(retries=2)
+    assert len(dcase.state.requests) == 1
+    assert list((dcase.root / ".archives").iterdir()) == []
+
+
+def test_transfer_of_unannounced_length_and_right_size_is_used(dcase):
+    dcase.state.no_length = True
+    dcase.run()
+    assert is_complete(dcase.root, "fan")
+
+
+# ------------------------------------------------------------------- sets of each kind
+
+EVAL_TEST = dict(file="eval_data_test_fan.zip", kind="eval_test", record=3841772, size=None,
+                 md5=None, train_files=None, test_files=None)  # fmt: skip
+ADDITIONAL_TRAIN = dict(file="eval_data_train_fan.zip", kind="additional_train",
+                        record=3727685, train_files=2, test_files=None)  # fmt: skip
+
+
+def serve_set(dcase: Setup, monkeypatch, names: list[str], entry: dict) -> bytes:
+    """Register and serve an archive of ``names`` under the registry entry ``entry``."""
+    data = make_zip(names)
+    register(monkeypatch, data, **entry)
+    dcase.serve(data, file=entry["file"], record=entry["record"])
+    return data
+
+
+def eval_test_names(n: int = 3) -> list[str]:
+    return [f"fan/test/id_01_{i:08d}.wav" for i in range(n)]
+
+
+def test_downloaded_clips_lists_every_kind_unlabeled_included(dcase, monkeypatch):
+    train_names = [f"fan/train/normal_id_01_{i:08d}.wav" for i in range(2)]
+    serve_set(dcase, monkeypatch, train_names, ADDITIONAL_TRAIN)
+    serve_set(dcase, monkeypatch, eval_test_names(), EVAL_TEST)
+    dcase.run()
+    eval_root = dcase.root / "eval"
+    for kind in ("additional_train", "eval_test"):
+        download_dcase2020(eval_root, "fan", kind=kind, base_url=dcase.server.base_url,
+                           progress=False, allow_unverified=True)  # fmt: skip
+
+    test = download.downloaded_clips(eval_root, "eval_test")
+    assert list(test.columns) == ["machine_type", "split", "label", "machine_id", "index", "path"]
+    assert len(test) == 3 and set(test.split) == {"test"} and set(test.label) == {"unlabeled"}
+    assert set(test.machine_id) == {1} and list(test["index"]) == [0, 1, 2]
+    train = download.downloaded_clips(eval_root, "additional_train", "fan")
+    assert len(train) == 2 and set(train.split) == {"train"} and set(train.label) == {"normal"}
+    pd.testing.assert_frame_equal(download.downloaded_clips(dcase.root), list_clips(dcase.root))
+    with pytest.raises(DataLayoutError, match=r"no eval_test clips .*test/id_XX_NNNNNNNN\.wav"):
+        download.downloaded_clips(dcase.root, "eval_test")  # the development root has none
+
+
+@pytest.mark.parametrize("kind", ["eval_test", "dev"])
+def test_clips_named_as_another_kind_are_a_bad_archive(dcase, monkeypatch, kind):
+    if kind == "eval_test":  # labeled names, where the evaluation test set has none
+        serve_set(dcase, monkeypatch, [f"fan/test/normal_id_01_{i:08d}.wav" for i in range(3)],
+                  EVAL_TEST)  # fmt: skip
+        expected = r"extracted 0 test clips in the layout <root>/<machine_type>/test/id_XX"
+    else:  # unlabeled training clips, where the development set has labeled ones
+        names = [n.replace("train/normal_id", "train/id") for n in clip_names("fan")]
+        serve_set(dcase, monkeypatch, names, {"file": "dev_data_fan.zip", "record": DEV_RECORD})
+        expected = r"extracted 0 train clips in the layout .*, expected 3"
+    with pytest.raises(BadArchiveError, match=expected):
+        dcase.run(kind=kind, allow_unverified=True)
+    assert not is_complete(dcase.root, "fan", kind) and not (dcase.root / "fan").exists()
+    assert not leftovers(dcase.root)
+
+
+# ------------------------------------------------------------ what the terminal shows
+
+
+class Collect(logging.Handler):
+    """Keeps the messages logged to the logger it is added to; ``seen`` is set by ``wanted``."""
+
+    def __init__(self, wanted: str | None = None) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self.wanted = wanted
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if self.wanted and self.wanted in self.messages[-1]:
+            self.seen.set()
+
+
+def test_pooch_log_lines_do_not_reach_the_user(dcase, monkeypatch):
+    serve_set(dcase, monkeypatch, eval_test_names(), EVAL_TEST)
+    pooch_log = pooch.get_logger()
+    seen = Collect()
+    pooch_log.addHandler(seen)
+    try:
+        dcase.run()  # pooch would say 'Downloading data from ...'
+        dcase.run(root=dcase.root / "eval", kind="eval_test", allow_unverified=True)  # + known_hash
+    finally:
+        pooch_log.removeHandler(seen)
+    assert seen.messages == []
+    assert not pooch_log.disabled  # as it was: pooch is quiet only while aadlib calls it
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_one_progress_bar_per_archive_even_when_resumed(dcase, monkeypatch, progress):
+    bars = []
+
+    class CountedBar(download.tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.shown = not self.disable  # close() disables every bar
+            bars.append(self)
+
+    monkeypatch.setattr(download, "tqdm", CountedBar)
+    dcase.state.drop_after, dcase.state.drops_left = 5000, 1
+    dcase.run(retries=2, progress=progress)
+    assert len(dcase.state.requests) == 2 and len(bars) == 1
+    assert bars[0].shown is progress
+    if progress:
+        assert bars[0].n == len(dcase.data)  # the resumed bytes are not counted twice
+
+
+# ------------------------------------------------------------------- concurrent runs
+
+
+def test_download_into_a_locked_root_times_out_naming_the_lock(dcase, monkeypatch):
+    monkeypatch.setenv("AADLIB_LOCK_TIMEOUT", "0.5")
+    with exclusive(dcase.root, "holding the root in a test"):
+        with pytest.raises(TimeoutError) as err:
+            dcase.run()
+    lock = dcase.root / ".aadlib.lock"
+    assert str(err.value).startswith(f"{lock}: another aadlib run is still downloading into")
+    assert dcase.state.requests == []
+
+
+def test_download_waits_for_the_run_holding_the_root(dcase):
+    seen = Collect(wanted="waiting for it")
+    outcome: list = []
+
+    def second_run() -> None:
+        try:
+            outcome.append(dcase.run())
+        except Exception as err:  # reported by the assert below
+            outcome.append(err)
+
+    logging.getLogger("aadlib").addHandler(seen)
+    try:
+        with exclusive(dcase.root, "downloading into it (the first run)"):
+            worker = threading.Thread(target=second_run)
+            worker.start()
+            assert seen.seen.wait(timeout=60), "the second run did not say that it waits"
+            assert dcase.state.requests == [] and outcome == []
+        worker.join(timeout=60)
+    finally:
+        logging.getLogger("aadlib").removeHandler(seen)
+    assert outcome == [dcase.root.absolute()] and is_complete(dcase.root, "fan")
+
+
+# ------------------------------------------------- what a run may reuse or overwrite
+
+
+@pytest.mark.parametrize("content", ["short", "same size"])
+def test_wrong_archive_in_the_cache_is_refused_and_left_alone(dcase, content):
+    cached = dcase.root / ".archives" / "dev_data_fan.zip"
+    cached.parent.mkdir(parents=True)
+    wrong = b"not the archive" if content == "short" else bytes(reversed(dcase.data))
+    cached.write_bytes(wrong)
+    with pytest.raises(ChecksumError) as err:
+        dcase.run()
+    message = str(err.value)
+    assert f"{cached} is already there but is not the expected archive" in message
+    found = f"{len(wrong)} bytes" if content == "short" else f"md5 {md5(wrong)}"
+    assert f"expected {len(dcase.data)} bytes with md5 {md5(dcase.data)}, found {found}" in message
+    assert "delete or move it away" in message
+    assert cached.read_bytes() == wrong and dcase.state.requests == []
+    cached.write_bytes(dcase.data)  # the right archive, put there by hand: used, not fetched
+    dcase.run()
+    assert dcase.state.requests == [] and is_complete(dcase.root, "fan")
+
+
+def test_unverified_archive_in_the_cache_is_used_only_as_aadlib_received_it(dcase, monkeypatch):
+    data = serve_set(dcase, monkeypatch, eval_test_names(), EVAL_TEST)
+    cached = dcase.root / ".archives" / "eval_data_test_fan.zip"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(data)  # put there by hand: nothing says it is whole
+    run = {"kind": "eval_test", "allow_unverified": True, "keep_archives": True}
+    with pytest.raises(DownloadError, match=r"aadlib did not download it .* cannot be verified"):
+        dcase.run(**run)
+    assert cached.read_bytes() == data and dcase.state.requests == []
+
+    cached.unlink()
+    dcase.run(**run)  # downloaded, and its size and MD5 recorded
+    shutil.rmtree(dcase.root / "fan")
+    dcase.run(**run)  # so the kept archive is used again
+    assert len(dcase.state.requests) == 1 and is_complete(dcase.root, "fan", "eval_test")
+
+    cached.write_bytes(data[:-10])  # changed since
+    shutil.rmtree(dcase.root / "fan")
+    with pytest.raises(ChecksumError, match=rf"found {len(data) - 10} bytes.*left as it is"):
+        dcase.run(**run)
+    assert cached.read_bytes() == data[:-10]
+
+
+def test_extraction_never_replaces_files_of_other_contents(dcase):
+    mine = dcase.root / "fan" / "train" / "normal_id_01_00000000.wav"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"the user's own recording")  # no test/ folder: not a set to use as is
+    with pytest.raises(download.ExistingFilesError) as err:
+        dcase.run()
+    message = str(err.value)
+    assert (
+        f"{mine.parent.parent} already holds files that dev_data_fan.zip would replace" in message
+    )
+    assert str(mine) in message and "nothing was changed. Move them away" in message
+    assert mine.read_bytes() == b"the user's own recording" and not leftovers(dcase.root)
+    assert not is_complete(dcase.root, "fan")
+
+    with zipfile.ZipFile(io.BytesIO(dcase.data)) as zf:
+        mine.write_bytes(zf.read("fan/train/normal_id_01_00000000.wav"))  # the archive's bytes
+    dcase.run()  # the same bytes are no clash; the verified archive kept from the first run
+    assert len(dcase.state.requests) == 1 and is_complete(dcase.root, "fan")
+
+
+def test_safe_extract_overwrites_nothing(tmp_path):
+    zip_path = tmp_path / "fan.zip"
+    zip_path.write_bytes(make_zip(clip_names("fan")))
+    mine = tmp_path / "dest" / "fan" / "test" / "anomaly_id_01_00000001.wav"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"mine")
+    with pytest.raises(download.ExistingFilesError, match=r"overwrite \S+01\.wav\. Nothing was"):
+        safe_extract(zip_path, tmp_path / "dest")
+    assert [p for p in (tmp_path / "dest").rglob("*") if p.is_file()] == [mine]
+    assert mine.read_bytes() == b"mine"
+
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        twice = make_zip(clip_names("fan"), [("fan/train/normal_id_01_00000000.wav", b"other")])
+    zip_path.write_bytes(twice)
+    with pytest.raises(BadArchiveError, match=r"holds fan/train/normal_id_01_00000000\.wav twice"):
+        safe_extract(zip_path, tmp_path / "empty")
+
+
+def test_complete_set_that_lost_clips_is_reported(dcase, caplog):
+    dcase.run()
+    next((dcase.root / "fan" / "test").glob("anomaly_*.wav")).unlink()
+    with caplog.at_level(logging.WARNING, logger="aadlib.download"):
+        dcase.run()
+    assert len(dcase.state.requests) == 1  # nothing fetched again
+    assert f"holds {N_NORMAL + N_ANOMALY - 1} test clips, dev_data_fan.zip holds" in caplog.text
