@@ -228,7 +228,7 @@ def load_clip(
     resample: bool = False,
     mono: str = "refuse",
 ) -> np.ndarray:
-    """Load one clip as a 1-D ``float32`` waveform in [-1, 1]. Chapters 1, 2.
+    """Load one clip as a 1-D ``float32`` waveform in [-1, 1]. Chapters 1, 2, 6.
 
     Parameters
     ----------

@@ -28,6 +28,12 @@ __all__ = [
     "pauc_dcase",
     "PAUC_DEFINITIONS",
     "pauc_function",
+    "N_BOOT",
+    "LEVEL",
+    "roc_areas",
+    "mcclish",
+    "bootstrap",
+    "interval",
 ]
 
 PAUC_DEFINITIONS = ("mcclish", "dcase")
@@ -67,3 +73,98 @@ def pauc_function(definition: str):
     if definition not in PAUC_DEFINITIONS:
         raise ValueError(f"pauc must be one of {PAUC_DEFINITIONS}, not {definition!r}")
     return pauc_mcclish if definition == "mcclish" else pauc_dcase
+
+
+# --------------------------------------------------------------------------------------
+# Uncertainty: the bootstrap over test clips, and paired comparisons of two detectors.
+# --------------------------------------------------------------------------------------
+
+#: Bootstrap resamples and confidence level of every interval the book shows.
+N_BOOT = 1000
+LEVEL = 0.95
+
+
+def roc_areas(y_true, scores, max_fpr: float = MAX_FPR) -> tuple[np.ndarray, np.ndarray]:
+    """Area under the ROC curve, and the plain area over FPR in [0, max_fpr], for many
+    score vectors of the same clips at once.
+
+    ``scores`` is ``(n_clips,)`` or ``(n_sets, n_clips)`` (one row per bootstrap resample,
+    say); ``y_true`` is ``(n_clips,)`` or of the same shape. Tied scores are one ROC step,
+    a diagonal segment, as in scikit-learn, so the results equal ``roc_auc_score`` and the
+    partial area that :func:`pauc_dcase` integrates (``max_fpr`` times the DCASE pAUC).
+    """
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    labels = np.broadcast_to(np.asarray(y_true, dtype=bool), scores.shape)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked = np.take_along_axis(scores, order, axis=1)
+    positive = np.take_along_axis(labels, order, axis=1)
+    n_pos = positive.sum(axis=1, keepdims=True)
+    n_neg = scores.shape[1] - n_pos
+    if np.any(n_pos == 0) or np.any(n_neg == 0):
+        raise ValueError("AUC needs both normal (0) and anomalous (1) clips in every set")
+    tpr = np.cumsum(positive, axis=1) / n_pos
+    fpr = np.cumsum(~positive, axis=1) / n_neg
+    # Within a run of tied scores, every point takes the run's last value: the curve then
+    # crosses the run in one diagonal step, and the zero-width steps inside add nothing.
+    index = np.arange(scores.shape[1])
+    run_end = np.ones_like(ranked, dtype=bool)
+    run_end[:, :-1] = ranked[:, :-1] != ranked[:, 1:]
+    last = np.where(run_end, index, scores.shape[1])
+    last = np.minimum.accumulate(last[:, ::-1], axis=1)[:, ::-1]
+    tpr = np.concatenate([np.zeros((len(tpr), 1)), np.take_along_axis(tpr, last, axis=1)], axis=1)
+    fpr = np.concatenate([np.zeros((len(fpr), 1)), np.take_along_axis(fpr, last, axis=1)], axis=1)
+    x0, x1, y0, y1 = fpr[:, :-1], fpr[:, 1:], tpr[:, :-1], tpr[:, 1:]
+    area = np.sum((x1 - x0) * (y0 + y1) / 2, axis=1)
+    # Up to max_fpr: each segment cut where it crosses max_fpr, its height interpolated.
+    stop = np.minimum(x1, max_fpr)
+    width = np.clip(stop - x0, 0.0, None)
+    slope = np.divide(y1 - y0, x1 - x0, out=np.zeros_like(y0), where=x1 > x0)
+    partial = np.sum(width * (y0 + (y0 + slope * width)) / 2, axis=1)
+    return area, partial
+
+
+def mcclish(partial_area, max_fpr: float = MAX_FPR):
+    """McClish's standardisation of a partial area over FPR [0, max_fpr] (0.5 = chance)."""
+    low, high = max_fpr**2 / 2, max_fpr
+    return 0.5 * (1 + (np.asarray(partial_area) - low) / (high - low))
+
+
+def _resample(y_true, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Clip indices of ``n_boot`` resamples, normal and anomalous clips drawn separately.
+
+    Each resample keeps the machine ID's numbers of normal and anomalous clips, as the
+    test set's design does; only which clips (and how often each) changes.
+    """
+    y_true = np.asarray(y_true, dtype=bool)
+    parts = []
+    for group in (np.flatnonzero(~y_true), np.flatnonzero(y_true)):
+        parts.append(group[rng.integers(0, len(group), size=(n_boot, len(group)))])
+    return np.concatenate(parts, axis=1)
+
+
+def bootstrap(y_true, scores, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, np.ndarray]:
+    """AUC and both pAUCs of ``n_boot`` resamples of one machine ID's test clips. Chapter 5.
+
+    ``scores`` is ``(n_clips,)`` for one detector or ``(n_detectors, n_clips)`` for
+    several scored on the same clips: every detector then sees the same resamples, which
+    is what a paired comparison needs. Returns ``auc``, ``pauc_mcclish`` and ``pauc_dcase``
+    arrays of shape ``(n_boot,)`` (or ``(n_detectors, n_boot)``), as fractions.
+    """
+    y_true = _check_labels(y_true).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    rows = np.atleast_2d(scores)
+    picks = _resample(y_true, n_boot, np.random.default_rng(seed))
+    out = {"auc": [], "pauc_mcclish": [], "pauc_dcase": []}
+    for row in rows:
+        area, partial = roc_areas(y_true[picks], row[picks])
+        out["auc"].append(area)
+        out["pauc_mcclish"].append(mcclish(partial))
+        out["pauc_dcase"].append(partial / MAX_FPR)
+    return {k: np.asarray(v) if scores.ndim == 2 else v[0] for k, v in out.items()}
+
+
+def interval(replicates, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of bootstrap replicates at ``level`` (default 95 %)."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(replicates, [tail, 100 - tail])
+    return float(low), float(high)

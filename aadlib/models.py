@@ -6,12 +6,21 @@ Chapters 3 (the Dense AE) and 4 (the CNN AE).
 from __future__ import annotations
 
 import keras
+import numpy as np
 import pandas as pd
 from keras import layers
 
 from .paper import MODEL_KINDS, N_MELS, model_spec
 
-__all__ = ["build_dense_ae", "build_cnn_ae", "build_model", "layer_table", "CNN_ENCODER"]
+__all__ = [
+    "build_baseline_ae",
+    "build_dense_ae",
+    "build_cnn_ae",
+    "build_model",
+    "layer_table",
+    "multiply_adds",
+    "CNN_ENCODER",
+]
 
 
 def _dense_block(x, units: int, name: str, bn_momentum: float = 0.99):
@@ -27,8 +36,9 @@ def build_dense_ae(
     bottleneck: int = 8,
     bottleneck_bn_relu: bool = False,
     bn_momentum: float = 0.99,
+    name: str = "dense_ae",
 ) -> keras.Model:
-    """The paper's Dense AE (Section 2.3, Fig. 3 top). Chapter 3.
+    """The paper's Dense AE (Section 2.3, Fig. 3 top). Chapters 3, 4.
 
     Encoder ``n_hidden`` x [Dense(512), BatchNorm, ReLU], a Dense(8) bottleneck,
     decoder ``n_hidden`` x [Dense(512), BatchNorm, ReLU] and a linear
@@ -47,7 +57,27 @@ def build_dense_ae(
     for i in range(n_hidden):
         x = _dense_block(x, hidden_units, f"dec{i + 1}", bn_momentum)
     outputs = layers.Dense(input_dim, name="reconstruction")(x)
-    return keras.Model(inputs, outputs, name="dense_ae")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_baseline_ae(
+    input_dim: int = model_spec("baseline").input_values, bn_momentum: float = 0.99
+) -> keras.Model:
+    """The official DCASE 2020 Task 2 baseline autoencoder (Table 2's first column). Chapter 3.
+
+    Its ``keras_model.py``: four blocks of Dense(128), BatchNorm and ReLU, a Dense(8)
+    bottleneck also followed by BatchNorm and ReLU, four more Dense(128) blocks and a linear
+    Dense(640): 269,992 parameters, a ninth of the Dense AE's.
+    """
+    return build_dense_ae(
+        input_dim,
+        hidden_units=128,
+        n_hidden=4,
+        bottleneck=8,
+        bottleneck_bn_relu=True,
+        bn_momentum=bn_momentum,
+        name="dcase_baseline_ae",
+    )
 
 
 # (filters, kernel, strides) of the encoder, Section 2.3.
@@ -106,7 +136,7 @@ def build_cnn_ae(
     return keras.Model(inputs, outputs, name="cnn_ae")
 
 
-_BUILDERS = {"dense": build_dense_ae, "cnn": build_cnn_ae}
+_BUILDERS = {"baseline": build_baseline_ae, "dense": build_dense_ae, "cnn": build_cnn_ae}
 
 
 def build_model(kind: str, **kwargs) -> keras.Model:
@@ -116,7 +146,7 @@ def build_model(kind: str, **kwargs) -> keras.Model:
 
 
 def layer_table(model: keras.Model, with_parameters_only: bool = False) -> pd.DataFrame:
-    """One row per layer: name, type, output shape and parameter count. Chapters 3, 4."""
+    """One row per layer: name, type, output shape and parameter count. Chapters 3, 4, 7."""
     rows = [
         (layer.name, type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
         for layer in model.layers
@@ -128,3 +158,28 @@ def layer_table(model: keras.Model, with_parameters_only: bool = False) -> pd.Da
 
 
 assert set(_BUILDERS) == set(MODEL_KINDS), "every model kind of aadlib.paper has a builder"
+
+
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-adds of one forward pass of one example, dense and convolution layers.
+
+    Chapters 4, 5.
+
+    A dense layer from ``m`` to ``n`` units costs ``m * n``; a convolution with a ``k x k``
+    kernel from ``c_in`` to ``c_out`` channels costs ``k * k * c_in * c_out`` per output
+    position, and a transposed convolution the same per *input* position. Batch
+    normalisation and activations, a few operations per value, are left out.
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Dense):
+            total += int(layer.kernel.shape[0]) * int(layer.units)
+        elif isinstance(layer, layers.Conv2DTranspose):
+            kh, kw, c_out, c_in = layer.kernel.shape
+            positions = int(np.prod(layer.input.shape[1:3]))
+            total += int(kh * kw * c_in * c_out) * positions
+        elif isinstance(layer, layers.Conv2D):
+            kh, kw, c_in, c_out = layer.kernel.shape
+            positions = int(np.prod(layer.output.shape[1:3]))
+            total += int(kh * kw * c_in * c_out) * positions
+    return total

@@ -2,7 +2,7 @@
 
 Chapters: 2 (features), 3 and 4 (models and training), 5 (the whole method).
 
-Coelho et al. (2022), Sections 2.2-2.4, checked against the authors' code. The module
+Coelho et al. (2021), Sections 2.2-2.4, checked against the authors' code. The module
 imports nothing heavy, so that a table, a profile or the command line can read it without
 loading TensorFlow or librosa.
 """
@@ -104,6 +104,21 @@ class ModelSpec:
 
 #: The model kinds, in the column order of the paper's Table 2.
 MODELS: dict[str, ModelSpec] = {
+    # The official DCASE 2020 Task 2 baseline (y-kawagu/dcase2020_task2_baseline,
+    # baseline.yaml and keras_model.py): power spectrum, 100 epochs, no early stopping.
+    "baseline": ModelSpec(
+        kind="baseline",
+        title="DCASE 2020 baseline",
+        window_frames=5,
+        patches=False,
+        batch_size=512,
+        hop=1,
+        epochs=MAX_EPOCHS,
+        patience=None,
+        feature_power=2.0,
+        normalise=False,
+        score_batch=512,
+    ),
     "dense": ModelSpec(
         kind="dense",
         title="Dense AE",

@@ -10,12 +10,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
 from .features import FeatureParams
 from .paper import SAMPLE_RATE, model_spec
 
 __all__ = [
+    "glue",
     "LABEL_COLORS",
     "MODEL_COLORS",
     "waveform",
@@ -34,6 +36,36 @@ __all__ = [
 LABEL_COLORS = {"normal": "#1f77b4", "anomaly": "#d62728"}
 #: Colours of the models in every figure.
 MODEL_COLORS = {"baseline": "#7f7f7f", "dense": "#1f77b4", "cnn": "#ff7f0e"}
+
+
+def _sharp_inline_figures() -> None:
+    """Inline figures at twice the pixels (sharp on high-density screens), under IPython."""
+    try:
+        from IPython import get_ipython  # only a notebook shows inline figures
+        from matplotlib_inline.backend_inline import set_matplotlib_formats  # likewise
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
+
+
+_sharp_inline_figures()
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """Keep ``value`` under ``name`` for the page's prose (myst-nb's ``glue``). Chapters 1 to 9.
+
+    While the book is built, the text quotes the value with ``{glue:text}`name```, so a
+    sentence and the output it describes always agree. Where myst-nb is not installed
+    (Colab), nothing needs it and nothing happens.
+    """
+    try:
+        from myst_nb import glue as myst_glue  # the book's dependency: only while pages build
+    except ImportError:
+        return
+    if isinstance(value, np.generic):  # a NumPy scalar's repr is not a number to format
+        value = value.item()
+    myst_glue(name, value, display=display)
 
 
 def _axes(ax, figsize):
@@ -119,24 +151,33 @@ def windows_on_spectrogram(
     return fig, ax
 
 
-def loss_curves(history: pd.DataFrame, ax=None, figsize=(5, 3), title=None):
-    """Training and validation loss per epoch, with the kept (best) epoch marked. Ch. 03, 04.
+def loss_curves(
+    history: pd.DataFrame, ax=None, figsize=(5, 3), title=None, kept: str = "best", label=""
+):
+    """Training and validation loss per epoch, the epoch whose weights are kept marked.
 
-    Chapters 3, 4.
+    ``kept``: ``"best"`` (early stopping keeps the best validation epoch) or ``"last"``
+    (no early stopping, as the DCASE baseline). Chapters 3, 4, 7.
     """
     fig, ax = _axes(ax, figsize)
-    ax.plot(history["epoch"], history["loss"], marker="o", ms=3, label="training")
+    prefix = f"{label} " if label else ""
+    ax.plot(history["epoch"], history["loss"], marker="o", ms=3, label=f"{prefix}training")
     if "val_loss" in history:
-        ax.plot(history["epoch"], history["val_loss"], marker="o", ms=3, label="validation")
-        best = history.loc[history["val_loss"].idxmin()]
-        ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label="best weights")
+        ax.plot(
+            history["epoch"], history["val_loss"], marker="o", ms=3, label=f"{prefix}validation"
+        )
+        row = history["val_loss"].idxmin() if kept == "best" else history.index[-1]
+        ax.axvline(
+            history.loc[row, "epoch"], color="grey", ls=":", lw=1, label=f"{kept} weights kept"
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="MSE", title=title)
     ax.legend(frameon=False)
     return fig, ax
 
 
 def score_histogram(scores: pd.DataFrame, ax=None, figsize=(5, 3), bins=30, title=None):
-    """Distribution of clip scores, normal against anomalous clips. Chapters 3, 4."""
+    """Distribution of clip scores, normal against anomalous clips. Chapters 3, 4, 7."""
     fig, ax = _axes(ax, figsize)
     edges = np.histogram_bin_edges(scores["score"], bins=bins)
     for label in ("normal", "anomaly"):
@@ -173,7 +214,8 @@ def paper_vs_ours(
 ):
     """Per-type averages: the paper's bars beside ours, for each model. Chapter 5.
 
-    ``comparison`` is :func:`aadlib.pipeline.comparison_table` output.
+    ``comparison`` is :func:`aadlib.tables.comparison_table` output; where it holds
+    confidence intervals (``<metric>_low``, ``<metric>_high``), our bars carry them.
     """
     fig, ax = _axes(ax, figsize)
     rows = comparison[comparison["machine_id"] == "average"]
@@ -188,7 +230,19 @@ def paper_vs_ours(
         ax.bar(
             base, part[f"paper_{metric}"], width, color=color, alpha=0.45, label=f"{model} (paper)"
         )
-        ax.bar(base + width, part[metric], width, color=color, label=f"{model} (ours)")
+        error = None
+        if f"{metric}_low" in part:
+            error = [part[metric] - part[f"{metric}_low"], part[f"{metric}_high"] - part[metric]]
+        ax.bar(
+            base + width,
+            part[metric],
+            width,
+            color=color,
+            yerr=error,
+            capsize=2,
+            error_kw={"lw": 1},
+            label=f"{model} (ours)",
+        )
     ax.axhline(50, color="grey", lw=1, ls="--")
     ax.set_xticks(x, types)
     ax.set(ylabel=f"{'AUC' if metric == 'auc' else 'pAUC'} (%)", ylim=(40, 101), title=title)

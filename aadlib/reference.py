@@ -1,6 +1,7 @@
 """The paper's tables and other published figures, as data.
 
-Chapters 1 (Table 1) and 5 (Table 2 and the baseline).
+Chapters 1 (Table 1) and 5 (Table 2 and the baseline, and the training speeds that
+``make bench-gpu`` measured).
 
 The CSV files live in ``aadlib/resources`` (their sources are listed in its README).
 """
@@ -22,8 +23,15 @@ __all__ = [
     "baseline_dev_results",
     "real_logmel_stats",
     "training_workload",
+    "measured_step_rates",
     "PAPER_ERRATA",
+    "MIMII_NORMAL_TEST_CLIPS",
 ]
+
+#: Normal test clips per machine ID of the MIMII types (fan, pump, slider, valve) in the
+#: development set: the rest of each ID's test clips (Table 1) are anomalous (DCASE 2020
+#: Task 2 description, Koizumi et al. 2020).
+MIMII_NORMAL_TEST_CLIPS = 100
 
 #: Figures of the paper that disagree with other published figures. The tables keep the
 #: paper's values as printed; these notes say what the inconsistency is.
@@ -58,41 +66,47 @@ def _table1() -> pd.DataFrame:
 
 
 def table1(consistent: bool = False) -> pd.DataFrame:
-    """Table 1 (development part): training and test clips per machine type and ID. Chapter 1.
+    """Table 1 (development part): training and test clips per machine type and ID. Chapters 1, 5.
 
     Columns ``machine_type``, ``machine_id``, ``train_files``, ``test_files``: as printed,
     or with ``consistent=True`` with the corrections of :data:`PAPER_ERRATA` applied (the
     counts that add up to what the archives extract to).
     """
     table = _table1().copy()
-    if consistent:
-        for erratum in PAPER_ERRATA:
-            if erratum["table"] == "table1":
-                row = (table.machine_type == erratum["machine_type"]) & (
-                    table.machine_id == int(erratum["machine_id"])
-                )
-                table.loc[row, erratum["column"]] = erratum["consistent"]
+    return _corrected(table, "table1") if consistent else table
+
+
+def _corrected(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``table`` with the corrections of :data:`PAPER_ERRATA` for table ``name`` applied."""
+    for erratum in PAPER_ERRATA:
+        if erratum["table"] == name:
+            row = (table.machine_type == erratum["machine_type"]) & (
+                table.machine_id.astype(str) == erratum["machine_id"]
+            )
+            table.loc[row, erratum["column"]] = erratum["consistent"]
     return table
 
 
-def table2() -> pd.DataFrame:
-    """Table 2 as published: AUC and pAUC (%) per ID and per-type average. Chapter 5.
+def table2(consistent: bool = False) -> pd.DataFrame:
+    """Table 2 as published: AUC and pAUC (%) per ID and per-type average. Chapters 4, 5, 9.
 
     Columns: ``machine_type``, ``machine_id`` (``"1"``..., or ``"average"``) and
-    ``{baseline,dense,cnn}_{auc,pauc}``. pAUC is McClish-standardised.
+    ``{baseline,dense,cnn}_{auc,pauc}``. pAUC is McClish-standardised. With
+    ``consistent=True`` the corrections of :data:`PAPER_ERRATA` are applied (the pump
+    average that its per-ID values give).
     """
     table = read_resource_csv("table2.csv")
     table["machine_id"] = table["machine_id"].astype(str)
-    return table
+    return _corrected(table, "table2") if consistent else table
 
 
-def table2_long() -> pd.DataFrame:
+def table2_long(consistent: bool = False) -> pd.DataFrame:
     """Table 2 in long form: one row per (model, machine type, ID) with ``auc``, ``pauc``.
 
     Chapter 5. The models are ``baseline`` (the DCASE 2020 baseline) and the kinds of
-    :data:`aadlib.paper.MODEL_KINDS`.
+    :data:`aadlib.paper.MODEL_KINDS`; ``consistent`` as in :func:`table2`.
     """
-    wide = table2()
+    wide = table2(consistent)
     parts = []
     for model in dict.fromkeys(("baseline", *MODEL_KINDS)):
         part = wide[["machine_type", "machine_id", f"{model}_auc", f"{model}_pauc"]]
@@ -140,3 +154,17 @@ def training_workload(kinds=MODEL_KINDS) -> pd.DataFrame:
         per_clip = (frames - spec.window_frames) // spec.hop + 1
         workload[f"{spec.title} windows per epoch"] = (share * clips * per_clip).round().astype(int)
     return workload
+
+
+def measured_step_rates() -> pd.DataFrame:
+    """Training and validation steps per second as ``make bench-gpu`` measured them. Chapter 5.
+
+    One row per (device, model kind, step, setting): ``device`` and ``tensorflow`` (where
+    and with what it was measured), ``measured`` (the date), ``kind``, ``step``
+    (``"training"`` or ``"validation"``), ``batch`` (the paper's), the speed switches of
+    :class:`aadlib.profiles.Acceleration` (``steps_per_execution``, ``xla``,
+    ``precision``), ``steps_per_second`` (the median of ``rounds`` alternating rounds,
+    each fed by the training input pipeline from a full-size synthetic type). Devices
+    appear as they were measured: a device missing here has not been measured yet.
+    """
+    return read_resource_csv("step_rates.csv")

@@ -10,20 +10,26 @@ A *scores table* has one row per test clip with ``model``, ``machine_type``,
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from . import metrics, plots, reference
 from ._io import write_atomic, write_csv
 from .data import MACHINE_TYPES
+from .paper import MODEL_KINDS
 
 __all__ = [
     "SCORE_COLUMNS",
     "check_scores",
     "per_id_table",
+    "compare_models",
+    "per_kind_table",
+    "with_intervals",
     "results_table",
     "table2_layout",
     "comparison_table",
@@ -65,8 +71,38 @@ def _type_order(types) -> list[str]:
     ]
 
 
-def per_id_table(scores: pd.DataFrame, pauc: str = "mcclish") -> pd.DataFrame:
-    """AUC and pAUC (%) per machine type and ID from a scores table. Chapters 3 to 5.
+def _ordered(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows by model, then machine type in the paper's order, IDs numerically, average last."""
+    order = {t: i for i, t in enumerate(_type_order(table["machine_type"]))}
+    if "model" in table.columns:  # Table 2's column order, other detectors after
+        kinds = {k: i for i, k in enumerate(MODEL_KINDS)}
+        table = table.assign(_model=table["model"].map(lambda m: (kinds.get(m, len(kinds)), m)))
+        keys = ["_model" if k == "model" else k for k in keys]
+    table = table.assign(
+        _type=table["machine_type"].map(order),
+        _avg=table["machine_id"] == "average",
+        _id=pd.to_numeric(table["machine_id"], errors="coerce"),
+    )
+    table = table.sort_values(keys[:-1] + ["_type", "_avg", "_id"])
+    helpers = [c for c in ("_model", "_type", "_avg", "_id") if c in table.columns]
+    return table.drop(columns=helpers).reset_index(drop=True)
+
+
+def _id_seed(seed: int, *key) -> int:
+    """A seed of its own for each group (stable across runs), so IDs resample independently."""
+    return zlib.crc32(repr((seed, *map(str, key))).encode())
+
+
+def per_id_table(
+    scores: pd.DataFrame,
+    pauc: str = "mcclish",
+    *,
+    ci: bool = False,
+    n_boot: int = metrics.N_BOOT,
+    seed: int = 0,
+    level: float = metrics.LEVEL,
+) -> pd.DataFrame:
+    """AUC and pAUC (%) per machine type and ID from a scores table. Chapters 3, 4, 5, 7, 9.
 
     Parameters
     ----------
@@ -74,17 +110,22 @@ def per_id_table(scores: pd.DataFrame, pauc: str = "mcclish") -> pd.DataFrame:
         One row per test clip (``model`` is optional here).
     pauc
         ``"mcclish"`` (as the paper's table) or ``"dcase"``.
+    ci
+        Add bootstrap confidence intervals: ``n_boot`` resamples of each ID's test clips
+        (normal and anomalous clips drawn separately), at ``level``. A per-type average's
+        interval comes from averaging the IDs' resamples, so it reflects every ID's noise.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``model`` (when given), ``machine_type``, ``machine_id``, ``auc``, ``pauc``,
-        ``n_normal``, ``n_anomaly``; ``machine_id`` ``"average"`` rows hold the per-type mean
-        over IDs, as in the paper's Table 2.
+        ``n_normal``, ``n_anomaly`` and, with ``ci``, ``auc_low``, ``auc_high``,
+        ``pauc_low``, ``pauc_high``; ``machine_id`` ``"average"`` rows hold the per-type
+        mean over IDs, as in the paper's Table 2.
     """
     pauc_fn = metrics.pauc_function(pauc)
     keys = [k for k in ("model", "machine_type") if k in scores.columns]
-    rows = []
+    rows, replicates = [], {}
     for group_key, group in scores.groupby(keys + ["machine_id"], sort=True):
         y = (group["label"] == "anomaly").to_numpy()
         row = dict(zip(keys + ["machine_id"], group_key))
@@ -94,24 +135,142 @@ def per_id_table(scores: pd.DataFrame, pauc: str = "mcclish") -> pd.DataFrame:
             n_normal=int((~y).sum()),
             n_anomaly=int(y.sum()),
         )
+        if ci:
+            boot = metrics.bootstrap(y, group["score"], n_boot, _id_seed(seed, *group_key))
+            replicates[group_key] = (100 * boot["auc"], 100 * boot[f"pauc_{pauc}"])
+            _add_interval(row, *replicates[group_key], level)
         rows.append(row)
     per_id = pd.DataFrame(rows)
+    averages = []
+    for type_key, ids in per_id.groupby(keys, sort=False):
+        row = dict(zip(keys, type_key if isinstance(type_key, tuple) else (type_key,)))
+        row.update(
+            machine_id="average",
+            auc=ids["auc"].mean(),
+            pauc=ids["pauc"].mean(),
+            n_normal=int(ids["n_normal"].sum()),
+            n_anomaly=int(ids["n_anomaly"].sum()),
+        )
+        if ci:
+            per_group = [
+                replicates[tuple(r[k] for k in keys + ["machine_id"])] for _, r in ids.iterrows()
+            ]
+            _add_interval(
+                row,
+                np.mean([auc for auc, _ in per_group], axis=0),
+                np.mean([p for _, p in per_group], axis=0),
+                level,
+            )
+        averages.append(row)
     per_id["machine_id"] = per_id["machine_id"].astype(int).astype(str)
-    averages = (
-        per_id.groupby(keys, sort=False)[["auc", "pauc", "n_normal", "n_anomaly"]]
-        .agg({"auc": "mean", "pauc": "mean", "n_normal": "sum", "n_anomaly": "sum"})
-        .reset_index()
-        .assign(machine_id="average")
+    return _ordered(pd.concat([per_id, pd.DataFrame(averages)], ignore_index=True), keys)
+
+
+def _add_interval(row: dict, auc_replicates, pauc_replicates, level: float) -> None:
+    row["auc_low"], row["auc_high"] = metrics.interval(auc_replicates, level)
+    row["pauc_low"], row["pauc_high"] = metrics.interval(pauc_replicates, level)
+
+
+def compare_models(
+    scores: pd.DataFrame,
+    first: str,
+    second: str,
+    pauc: str = "mcclish",
+    *,
+    n_boot: int = metrics.N_BOOT,
+    seed: int = 0,
+    level: float = metrics.LEVEL,
+) -> pd.DataFrame:
+    """Paired comparison of two models on the same test clips. Chapters 3, 4, 5, 7, 9.
+
+    Both models' scores are resampled with the same clips (a paired bootstrap), so the
+    noise that the two share (which clips happen to be in the test set) cancels out of
+    the difference. Returns, in percentage points of ``first`` minus ``second``:
+    ``auc_diff``, ``auc_diff_low``, ``auc_diff_high``, the same for ``pauc``, and
+    ``beyond_noise`` (the AUC interval excludes 0); per ID, per type (``average``) and,
+    with several types, over all of them (machine type ``"all types"``, every type
+    weighted alike, as the paper's overall averages).
+    """
+    clip = ["machine_type", "machine_id", "label", "index"]
+    pair = scores[scores["model"].isin([first, second])].pivot_table(
+        index=clip, columns="model", values="score"
     )
-    table = pd.concat([per_id, averages], ignore_index=True)
-    order = {t: i for i, t in enumerate(_type_order(table["machine_type"]))}
-    table["_type"] = table["machine_type"].map(order)
-    table["_avg"] = table["machine_id"] == "average"
-    table["_id"] = pd.to_numeric(table["machine_id"], errors="coerce")
-    table = table.sort_values(keys[:-1] + ["_type", "_avg", "_id"]).drop(
-        columns=["_type", "_avg", "_id"]
-    )
-    return table.reset_index(drop=True)
+    if not {first, second} <= set(pair.columns) or pair.isna().any(axis=None):
+        raise ValueError(
+            f"compare_models needs both {first!r} and {second!r} scored on the same clips"
+        )
+    rows, replicates = [], {}
+    for (machine_type, machine_id), group in pair.groupby(level=[0, 1], sort=True):
+        y = group.index.get_level_values("label") == "anomaly"
+        both = group[[first, second]].to_numpy().T
+        boot = metrics.bootstrap(y, both, n_boot, _id_seed(seed, machine_type, machine_id))
+        area, partial = metrics.roc_areas(y, both)
+        point_pauc = metrics.mcclish(partial) if pauc == "mcclish" else partial / metrics.MAX_FPR
+        auc_diff = 100 * (boot["auc"][0] - boot["auc"][1])
+        pauc_diff = 100 * (boot[f"pauc_{pauc}"][0] - boot[f"pauc_{pauc}"][1])
+        replicates[machine_type, machine_id] = (auc_diff, pauc_diff)
+        row = {
+            "machine_type": machine_type,
+            "machine_id": str(machine_id),
+            "auc_diff": 100 * (area[0] - area[1]),
+            "pauc_diff": 100 * (point_pauc[0] - point_pauc[1]),
+        }
+        rows.append(_with_diff_interval(row, auc_diff, pauc_diff, level))
+    table = pd.DataFrame(rows)
+    for machine_type, ids in table.groupby("machine_type", sort=False):
+        per_id = [replicates[machine_type, int(i)] for i in ids["machine_id"]]
+        row = {
+            "machine_type": machine_type,
+            "machine_id": "average",
+            "auc_diff": ids["auc_diff"].mean(),
+            "pauc_diff": ids["pauc_diff"].mean(),
+        }
+        rows.append(
+            _with_diff_interval(
+                row,
+                np.mean([a for a, _ in per_id], axis=0),
+                np.mean([p for _, p in per_id], axis=0),
+                level,
+            )
+        )
+    types = list(dict.fromkeys(table["machine_type"]))
+    if len(types) > 1:  # every type weighted alike, as the paper's overall averages
+        per_type = [
+            (
+                np.mean(
+                    [replicates[t, int(i)][0] for i in table.machine_id[table.machine_type == t]],
+                    axis=0,
+                ),
+                np.mean(
+                    [replicates[t, int(i)][1] for i in table.machine_id[table.machine_type == t]],
+                    axis=0,
+                ),
+            )
+            for t in types
+        ]
+        averages = pd.DataFrame(rows[len(table) :])
+        overall = {
+            "machine_type": "all types",
+            "machine_id": "average",
+            "auc_diff": averages["auc_diff"].mean(),
+            "pauc_diff": averages["pauc_diff"].mean(),
+        }
+        rows.append(
+            _with_diff_interval(
+                overall,
+                np.mean([a for a, _ in per_type], axis=0),
+                np.mean([p for _, p in per_type], axis=0),
+                level,
+            )
+        )
+    return _ordered(pd.DataFrame(rows), ["machine_type"])
+
+
+def _with_diff_interval(row: dict, auc_diff, pauc_diff, level: float) -> dict:
+    row["auc_diff_low"], row["auc_diff_high"] = metrics.interval(auc_diff, level)
+    row["pauc_diff_low"], row["pauc_diff_high"] = metrics.interval(pauc_diff, level)
+    row["beyond_noise"] = not row["auc_diff_low"] <= 0 <= row["auc_diff_high"]
+    return row
 
 
 def results_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -152,12 +311,14 @@ def comparison_table(ours: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``model``, ``machine_type``, ``machine_id``, ``auc``, ``paper_auc``, ``auc_diff``,
-        ``pauc``, ``paper_pauc``, ``pauc_diff`` (percentage points). Rows whose machine
-        ID is not in the paper (a synthetic set may differ) keep NaN paper values.
+        ``model``, ``machine_type``, ``machine_id``, ``auc`` (with ``auc_low`` and
+        ``auc_high`` when ``ours`` has intervals), ``paper_auc``, ``auc_diff``, the same
+        for ``pauc`` (percentage points). Rows whose machine ID is not in the paper (a
+        synthetic set may differ) keep NaN paper values.
     """
     paper = reference.table2_long()
-    merged = ours[["model", "machine_type", "machine_id", "auc", "pauc"]].merge(
+    interval = [c for c in ("auc_low", "auc_high", "pauc_low", "pauc_high") if c in ours]
+    merged = ours[["model", "machine_type", "machine_id", "auc", "pauc", *interval]].merge(
         paper.rename(columns={"auc": "paper_auc", "pauc": "paper_pauc"}),
         on=["model", "machine_type", "machine_id"],
         how="left",
@@ -166,8 +327,71 @@ def comparison_table(ours: pd.DataFrame) -> pd.DataFrame:
     merged["pauc_diff"] = merged["pauc"] - merged["paper_pauc"]
     columns = ["model", "machine_type", "machine_id"]
     for metric in ("auc", "pauc"):
-        columns += [metric, f"paper_{metric}", f"{metric}_diff"]
+        bounds = [c for c in (f"{metric}_low", f"{metric}_high") if c in merged]
+        columns += [metric, *bounds, f"paper_{metric}", f"{metric}_diff"]
     return merged[columns]
+
+
+def per_kind_table(
+    scores: pd.DataFrame,
+    planted: pd.DataFrame,
+    *,
+    n_boot: int = metrics.N_BOOT,
+    seed: int = 0,
+    level: float = metrics.LEVEL,
+) -> pd.DataFrame:
+    """AUC (%) of each model against each kind of planted anomaly, with intervals. Chapters 5, 7.
+
+    For every machine ID, its normal test clips against its anomalous clips of one kind
+    (``planted``: :func:`aadlib.synth.anomaly_table`); the AUCs are averaged over the IDs
+    that have that kind, and the interval comes from resampling within each ID. Returns
+    ``model``, ``kind``, ``auc``, ``auc_low``, ``auc_high``, ``n_anomaly``.
+    """
+    kinds = planted[["path", "kind"]].assign(path=lambda t: t.path.astype(str))
+    tagged = scores.assign(path=scores["path"].astype(str)).merge(kinds, on="path", how="left")
+    rows = []
+    for (model, kind), anomalies in tagged[tagged.label == "anomaly"].groupby(["model", "kind"]):
+        per_id, replicates = [], []
+        for key, group in anomalies.groupby(["machine_type", "machine_id"]):
+            normal = tagged[
+                (tagged.model == model)
+                & (tagged.label == "normal")
+                & (tagged.machine_type == key[0])
+                & (tagged.machine_id == key[1])
+            ]
+            y = np.r_[np.zeros(len(normal)), np.ones(len(group))]
+            values = np.r_[normal["score"], group["score"]]
+            per_id.append(metrics.auc(y, values))
+            boot = metrics.bootstrap(y, values, n_boot, _id_seed(seed, model, kind, *key))
+            replicates.append(boot["auc"])
+        low, high = metrics.interval(100 * np.mean(replicates, axis=0), level)
+        rows.append(
+            {
+                "model": model,
+                "kind": kind,
+                "auc": 100 * float(np.mean(per_id)),
+                "auc_low": low,
+                "auc_high": high,
+                "n_anomaly": len(anomalies),
+            }
+        )
+    table = pd.DataFrame(rows)
+    kinds_order = {k: i for i, k in enumerate(MODEL_KINDS)}
+    table["_m"] = table["model"].map(lambda m: (kinds_order.get(m, len(kinds_order)), m))
+    return table.sort_values(["_m", "kind"]).drop(columns="_m").reset_index(drop=True)
+
+
+def with_intervals(table: pd.DataFrame, metric: str = "auc", digits: int = 1) -> pd.Series:
+    """``metric`` and its interval as text, e.g. ``"78.3 (74.1-82.0)"``, for display. Chapter 5."""
+    value, low, high = (table[c] for c in (metric, f"{metric}_low", f"{metric}_high"))
+    return (
+        value.map(f"{{:.{digits}f}}".format)
+        + " ("
+        + low.map(f"{{:.{digits}f}}".format)
+        + "-"
+        + high.map(f"{{:.{digits}f}}".format)
+        + ")"
+    )
 
 
 @dataclass
@@ -186,7 +410,7 @@ def write_reproduction(scores: pd.DataFrame, folder: str | Path, caption: str = 
     both pAUC definitions. Every file is written atomically.
     """
     folder = Path(folder)
-    comparison = comparison_table(per_id_table(scores, pauc="mcclish"))
+    comparison = comparison_table(per_id_table(scores, pauc="mcclish", ci=True))
     table = results_table(scores)
     files = [
         write_csv(table, folder / "table.csv"),

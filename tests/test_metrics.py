@@ -113,3 +113,94 @@ def test_one_label_only_is_an_error(fn, labels):
 
 def test_pauc_definitions():
     assert PAUC_DEFINITIONS == ("mcclish", "dcase")
+
+
+# --------------------------------------------------------------------------------------
+# ROC areas of many score sets at once, the bootstrap
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_roc_areas_equal_sklearn_with_and_without_ties(seed):
+    from aadlib.metrics import mcclish, roc_areas
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(4, 80))
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    scores = rng.standard_normal(n) + y
+    if seed % 3 == 0:
+        scores = np.round(scores, 1)  # ties between and within labels
+    if seed % 4 == 0:
+        scores = rng.integers(0, 3, n).astype(float)  # a detector with three values
+    area, partial = roc_areas(y, scores)
+    assert area[0] == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert mcclish(partial[0]) == pytest.approx(roc_auc_score(y, scores, max_fpr=0.1), abs=1e-12)
+    assert partial[0] / 0.1 == pytest.approx(pauc_dcase(y, scores), abs=1e-12)
+
+
+def test_roc_areas_of_many_rows_equal_each_row_alone():
+    from aadlib.metrics import roc_areas
+
+    y, _ = _random_case(50, seed=1)
+    rows = np.random.default_rng(2).standard_normal((7, 50)) + y
+    area, partial = roc_areas(y, rows)
+    for i, row in enumerate(rows):
+        assert area[i] == pytest.approx(roc_auc_score(y, row), abs=1e-12)
+        assert partial[i] == pytest.approx(0.1 * pauc_dcase(y, row), abs=1e-12)
+
+
+def test_bootstrap_keeps_each_ids_labels_and_is_seeded():
+    from aadlib.metrics import bootstrap, interval
+
+    y, scores = _random_case(120, seed=3)
+    a = bootstrap(y, scores, n_boot=300, seed=5)
+    b = bootstrap(y, scores, n_boot=300, seed=5)
+    c = bootstrap(y, scores, n_boot=300, seed=6)
+    for key in ("auc", "pauc_mcclish", "pauc_dcase"):
+        assert a[key].shape == (300,)
+        np.testing.assert_array_equal(a[key], b[key])
+        assert not np.array_equal(a[key], c[key])
+    low, high = interval(a["auc"])
+    assert low < auc(y, scores) < high
+    assert 0.05 < high - low < 0.25  # about 4 standard errors of an AUC on 120 clips
+
+
+def test_bootstrap_interval_narrows_with_more_clips():
+    from aadlib.metrics import bootstrap, interval
+
+    widths = []
+    for n in (40, 160, 640):
+        y, scores = _random_case(n, seed=4)
+        low, high = interval(bootstrap(y, scores, n_boot=400, seed=0)["auc"])
+        widths.append(high - low)
+    assert widths[0] > 1.5 * widths[1] > 2.0 * widths[2]  # about 1/sqrt(n)
+
+
+def test_bootstrap_interval_covers_the_true_auc_about_95_percent_of_the_time():
+    # Test sets drawn from two normal distributions with a known AUC: the 95 % interval
+    # of each must contain it in roughly 95 % of the draws.
+    from scipy.stats import norm
+
+    from aadlib.metrics import bootstrap, interval
+
+    shift = 1.0
+    true_auc = norm.cdf(shift / np.sqrt(2))
+    rng = np.random.default_rng(7)
+    covered = 0
+    draws = 200
+    for i in range(draws):
+        y = np.repeat([0, 1], 50)
+        scores = rng.standard_normal(100) + shift * y
+        low, high = interval(bootstrap(y, scores, n_boot=300, seed=i)["auc"])
+        covered += low <= true_auc <= high
+    assert 0.88 <= covered / draws <= 0.99
+
+
+def test_bootstrap_of_two_detectors_uses_the_same_resamples():
+    from aadlib.metrics import bootstrap
+
+    y, scores = _random_case(100, seed=8)
+    both = bootstrap(y, np.stack([scores, scores + 0.0]), n_boot=200, seed=1)
+    assert both["auc"].shape == (2, 200)
+    np.testing.assert_array_equal(both["auc"][0], both["auc"][1])  # same clips, same AUC

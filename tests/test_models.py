@@ -251,3 +251,37 @@ def test_build_model_unknown_kind(kind):
     with pytest.raises(ValueError, match="unknown model kind") as info:
         build_model(kind)
     assert "dense" in str(info.value) and "cnn" in str(info.value)
+
+
+def test_multiply_adds_follow_the_layer_formulas(dense, cnn):
+    from aadlib.models import build_baseline_ae, multiply_adds
+
+    # Dense layers: inputs x units.
+    dense_macs = 640 * 512 + 3 * 512 * 512 + 512 * 8 + 8 * 512 + 3 * 512 * 512 + 512 * 640
+    assert multiply_adds(dense) == dense_macs
+    assert (
+        multiply_adds(build_baseline_ae())
+        == 640 * 128 + 3 * 128**2 + 128 * 8 + 8 * 128 + 3 * 128**2 + 128 * 640
+    )
+    # Convolutions: k*k*c_in*c_out per output position; transposed ones per input position.
+    encoder = [
+        (5, 1, 32, 32 * 64),
+        (5, 32, 64, 32 * 32),
+        (5, 64, 128, 16 * 16),
+        (3, 128, 256, 8 * 8),
+        (3, 256, 512, 4 * 4),
+    ]
+    bottleneck = 4 * 4 * 512 * 40  # one output position
+    decoder_dense = 40 * 4 * 4 * 512
+    decoder = [
+        (3, 512, 256, 4 * 4),
+        (3, 256, 128, 8 * 8),
+        (5, 128, 64, 16 * 16),
+        (5, 64, 32, 32 * 32),
+        (5, 32, 1, 32 * 64),
+    ]
+    cnn_macs = (
+        sum(k * k * a * b * n for k, a, b, n in encoder + decoder) + bottleneck + decoder_dense
+    )
+    assert multiply_adds(cnn) == cnn_macs
+    assert 120 < multiply_adds(cnn) / multiply_adds(dense) < 140  # "about 130 times" (chapter 4)

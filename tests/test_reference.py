@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from aadlib import paper, reference
 from aadlib.data import DEV_IDS, MACHINE_TYPES, read_resource_csv
 from aadlib.reference import (
     PAPER_ERRATA,
@@ -111,3 +113,34 @@ def test_baseline_dev_results_cover_types():
     base = baseline_dev_results()
     assert set(base.machine_type) == set(MACHINE_TYPES)
     assert {"auc", "pauc"} <= set(base.columns)
+
+
+def test_table2_consistent_applies_the_pump_erratum():
+    (erratum,) = [e for e in PAPER_ERRATA if e["table"] == "table2"]
+    printed, corrected = table2(), table2(consistent=True)
+    where = (printed.machine_type == erratum["machine_type"]) & (printed.machine_id == "average")
+    assert printed.loc[where, erratum["column"]].item() == erratum["printed"]
+    assert corrected.loc[where, erratum["column"]].item() == erratum["consistent"]
+    # The corrected value is the mean of the printed per-ID values.
+    ids = printed[
+        (printed.machine_type == erratum["machine_type"]) & (printed.machine_id != "average")
+    ]
+    assert ids[erratum["column"]].mean() == pytest.approx(erratum["consistent"], abs=0.005)
+    others = ~where
+    pd.testing.assert_frame_equal(printed[others], corrected[others])
+    long = table2_long(consistent=True)
+    row = long[
+        (long.model == "cnn") & (long.machine_type == "pump") & (long.machine_id == "average")
+    ]
+    assert row.auc.item() == erratum["consistent"]
+
+
+def test_measured_step_rates_cover_every_kind_at_the_papers_batch():
+    rates = reference.measured_step_rates()
+    assert {"device", "kind", "step", "batch", "steps_per_execution", "xla"} <= set(rates)
+    assert (rates["steps_per_second"] > 0).all()
+    for kind in paper.MODEL_KINDS:
+        mine = rates[rates.kind == kind]
+        assert set(mine["batch"]) == {paper.MODELS[kind].batch_size}
+        plain = mine[(mine.step == "training") & (mine.steps_per_execution == 1) & ~mine.xla]
+        assert len(plain) >= 1, f"{kind}: no rate of the plain training loop"

@@ -144,3 +144,124 @@ def test_table2_layout_shape_and_values():
 def test_table2_layout_needs_model_column():
     with pytest.raises(ValueError, match="model"):
         table2_layout(per_id_table(_scores_frame()))
+
+
+def test_per_id_table_intervals_contain_the_estimates(pauc="mcclish"):
+    scores = _scores_frame(seed=3, with_model=True)
+    table = per_id_table(scores, pauc, ci=True, n_boot=300, seed=0)
+    for metric in ("auc", "pauc"):
+        assert (table[f"{metric}_low"] <= table[metric] + 1e-9).all()
+        assert (table[metric] <= table[f"{metric}_high"] + 1e-9).all()
+    # The average's interval is narrower than its IDs' (their noise partly averages out).
+    averages = table[table.machine_id == "average"].set_index(["model", "machine_type"])
+    per_id = table[table.machine_id != "average"]
+    widths = (per_id.auc_high - per_id.auc_low).groupby([per_id.model, per_id.machine_type]).mean()
+    for key, row in averages.iterrows():
+        if (per_id.set_index(["model", "machine_type"]).index == key).sum() > 1:
+            assert row.auc_high - row.auc_low < widths[key]
+    # Without ci the table is the plain one, and the seed makes the intervals repeat.
+    plain = per_id_table(scores, pauc)
+    pd.testing.assert_frame_equal(plain, table[plain.columns])
+    again = per_id_table(scores, pauc, ci=True, n_boot=300, seed=0)
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_models_come_in_table_2_order():
+    table = per_id_table(_scores_frame(with_model=True))
+    assert list(dict.fromkeys(table.model)) == ["dense", "cnn"]
+
+
+def _paired_scores(seed=0, gap=0.0, n=60):
+    """Two models on the same clips: the second is the first plus small noise (+ gap)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for machine_id in (0, 2, 4):
+        for label in ("normal", "anomaly"):
+            for index in range(n):
+                base = rng.standard_normal() + (1.0 if label == "anomaly" else 0.0)
+                for model, value in (
+                    ("a", base),
+                    ("b", base + 0.3 * rng.standard_normal() + (gap if label == "anomaly" else 0)),
+                ):
+                    rows.append(
+                        dict(
+                            model=model,
+                            machine_type="fan",
+                            machine_id=machine_id,
+                            label=label,
+                            index=index,
+                            score=value,
+                        )
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_compare_models_is_paired_and_says_when_a_gap_is_beyond_noise():
+    from aadlib.tables import compare_models
+
+    same = compare_models(_paired_scores(gap=0.0), "a", "b", n_boot=400)
+    average = same.set_index("machine_id").loc["average"]
+    assert not average.beyond_noise
+    assert average.auc_diff_low <= average.auc_diff <= average.auc_diff_high
+    # Paired: the interval of the difference is far narrower than either model's own.
+    own = per_id_table(_paired_scores(gap=0.0), ci=True, n_boot=400)
+    own_width = (own.auc_high - own.auc_low)[own.machine_id == "average"].mean()
+    assert average.auc_diff_high - average.auc_diff_low < 0.5 * own_width
+    better = compare_models(_paired_scores(gap=0.8), "b", "a", n_boot=400)
+    assert better.set_index("machine_id").loc["average"].beyond_noise
+    assert (better.auc_diff > 0).all()
+
+
+def test_compare_models_needs_both_models_on_the_same_clips():
+    from aadlib.tables import compare_models
+
+    scores = _paired_scores()
+    with pytest.raises(ValueError, match="same clips"):
+        compare_models(scores[~((scores.model == "b") & (scores["index"] == 0))], "a", "b")
+
+
+def test_compare_models_gives_an_overall_row_over_types():
+    from aadlib.tables import compare_models
+
+    first = _paired_scores(seed=1, gap=0.6)
+    second = _paired_scores(seed=2, gap=0.6).assign(machine_type="valve")
+    table = compare_models(pd.concat([first, second]), "b", "a", n_boot=300)
+    overall = table[table.machine_type == "all types"]
+    assert len(overall) == 1 and overall.machine_id.item() == "average"
+    per_type = table[(table.machine_id == "average") & (table.machine_type != "all types")]
+    assert overall.auc_diff.item() == pytest.approx(per_type.auc_diff.mean())
+    width = overall.auc_diff_high.item() - overall.auc_diff_low.item()
+    assert width < (per_type.auc_diff_high - per_type.auc_diff_low).min()
+    assert table.machine_type.iloc[-1] == "all types"
+
+
+def test_per_kind_table_matches_auc_by_hand():
+    from aadlib.tables import per_kind_table
+
+    scores = _paired_scores(seed=4, gap=0.5)
+    scores = scores[scores.model == "b"].assign(
+        path=lambda t: t.label + "-" + t.machine_id.astype(str) + "-" + t["index"].astype(str)
+    )
+    anomalies = scores[scores.label == "anomaly"]
+    planted = pd.DataFrame(
+        {"path": anomalies.path, "kind": np.where(anomalies["index"] % 2 == 0, "even", "odd")}
+    )
+    table = per_kind_table(scores, planted, n_boot=200).set_index("kind")
+    for kind, parity in (("even", 0), ("odd", 1)):
+        per_id = []
+        for _, group in scores.groupby("machine_id"):
+            normal = group[group.label == "normal"].score
+            chosen = group[(group.label == "anomaly") & (group["index"] % 2 == parity)].score
+            y = np.r_[np.zeros(len(normal)), np.ones(len(chosen))]
+            per_id.append(roc_auc_score(y, np.r_[normal, chosen]))
+        assert table.loc[kind, "auc"] == pytest.approx(100 * np.mean(per_id))
+        assert table.loc[kind, "auc_low"] <= table.loc[kind, "auc"] <= table.loc[kind, "auc_high"]
+
+
+def test_with_intervals_formats_value_and_bounds():
+    from aadlib.tables import with_intervals
+
+    frame = pd.DataFrame(
+        {"auc": [78.34, 50.0], "auc_low": [74.06, 41.25], "auc_high": [82.0, 59.99]}
+    )
+    assert list(with_intervals(frame)) == ["78.3 (74.1-82.0)", "50.0 (41.2-60.0)"]
