@@ -16,7 +16,7 @@ PROFILE ?= quick
 # Each profile's book, and its execution cache (which keys on the notebooks alone), apart.
 BOOK_OUT := $(if $(filter quick,$(PROFILE)),.,_build/$(PROFILE))
 
-.PHONY: book test test-fast demo bench lint clean
+.PHONY: book test test-fast demo bench bench-gpu lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ demo: $(STAMP)
 ## Speed and memory against the reference pipeline, at the real data set's size (benchmarks/bench.py).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --profile full-synthetic
+
+## Training speed on the device TensorFlow uses (a GPU: 10 minutes; a CPU: capped) and the
+## projected time of the full reproduction (benchmarks/bench_gpu.py).
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_gpu.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check aadlib tests benchmarks notebooks

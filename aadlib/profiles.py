@@ -30,6 +30,7 @@ from . import __version__, paper
 
 __all__ = [
     "ModelSettings",
+    "Acceleration",
     "Profile",
     "PROFILES",
     "PROFILE_ENV",
@@ -77,6 +78,110 @@ def _paper_models() -> dict[str, ModelSettings]:
     return {kind: ModelSettings.paper(kind) for kind in paper.MODEL_KINDS}
 
 
+#: Precisions a model may train in (Keras dtype policies). Only ``float32`` is the paper's.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How fast a run trains and scores: switches that change the speed, not the method.
+
+    Chapter 5. Every switch but ``precision`` computes the same numbers with it on or off
+    (within float rounding: ``tests/test_speed.py``), so a checkpoint made with one setting
+    resumes with another; ``precision`` changes the numbers and is part of a run's record.
+    ``"auto"`` is decided by :meth:`on` for the machine the run trains on: the CPU values
+    were measured on a 2-core CPU by ``benchmarks/bench_gpu.py`` (the README's "Training
+    speed on a GPU"); the GPU values are reasoned, not yet measured on a GPU, and
+    ``make bench-gpu`` measures them.
+
+    Attributes
+    ----------
+    steps_per_execution
+        Training batches per compiled call (Keras' ``steps_per_execution``): one trip
+        from Python to the device runs that many steps. ``"auto"``: 16 on a CPU
+        (measured on 2 cores: 1.2x to 1.5x the steps per second of the DCASE baseline,
+        whose step is short; no change for the Dense AE and the CNN AE), 32 on a GPU
+        (a small model's step there is shorter than Python's work to launch it).
+    jit_compile
+        Compile the training step with XLA. ``"auto"``: on a GPU only (measured on a CPU:
+        0.85x to 0.9x for the Dense AE, about 0.5x for the CNN AE, 1.0x to 1.3x for the
+        baseline, and minutes of compiling for the CNN AE).
+    prefetch_to_device
+        Copy the next batches to the GPU while the current step runs
+        (``tf.data.experimental.prefetch_to_device``); without a GPU it has no effect.
+        Off until measured on a GPU.
+    precision
+        ``"float32"`` (the paper's), ``"mixed_float16"`` or ``"mixed_bfloat16"``: layers
+        compute in 16 bits, weights stay in float32 and the output layer computes in
+        float32. Changes the numbers: off until a GPU measurement shows AUCs within the
+        run-to-run spread of float32 training.
+    parallel_models
+        Models trained at once, each (model kind, machine type) in its own process
+        (:func:`aadlib.pipeline.run_experiment`). ``"auto"``: 1 on a CPU (one model
+        already uses every core), on a GPU 3, or fewer when the machine has fewer
+        CPU cores (each process needs a core to launch its steps and gather its batches).
+    score_batch
+        Windows per scoring batch for every kind. ``"auto"``: each kind's own
+        (:attr:`aadlib.paper.ModelSpec.score_batch`) on a CPU, 4096 on a GPU.
+    """
+
+    steps_per_execution: int | str = "auto"
+    jit_compile: bool | str = "auto"
+    prefetch_to_device: bool = False
+    precision: str = "float32"
+    parallel_models: int | str = "auto"
+    score_batch: int | str | None = "auto"
+
+    #: The values of ``"auto"`` on a GPU (not yet measured on one) and on a CPU (measured).
+    GPU = {"steps_per_execution": 32, "jit_compile": True, "score_batch": 4096}
+    CPU = {"steps_per_execution": 16, "jit_compile": False, "score_batch": None}
+    #: Most models trained at once on a GPU under ``"auto"``.
+    GPU_PARALLEL = 3
+
+    def __post_init__(self):
+        for name in ("steps_per_execution", "parallel_models", "score_batch"):
+            value = getattr(self, name)
+            if value == "auto" or (name == "score_batch" and value is None):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer or 'auto', not {value!r}")
+        if self.jit_compile not in (True, False, "auto"):
+            raise ValueError(f"jit_compile must be True, False or 'auto', not {self.jit_compile!r}")
+        if self.prefetch_to_device not in (True, False):
+            raise ValueError(
+                f"prefetch_to_device must be True or False, not {self.prefetch_to_device!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
+
+    def on(self, gpu: bool, cores: int | None = None) -> Acceleration:
+        """The settings on a machine with a GPU or without one: every ``"auto"`` decided.
+
+        Chapter 5. ``cores``: the machine's CPU cores (default ``os.cpu_count()``).
+        """
+        chosen = self.GPU if gpu else self.CPU
+        changes = {
+            name: chosen[name]
+            for name in ("steps_per_execution", "jit_compile", "score_batch")
+            if getattr(self, name) == "auto"
+        }
+        if self.parallel_models == "auto":
+            cores = cores or os.cpu_count() or 1
+            changes["parallel_models"] = min(self.GPU_PARALLEL, cores) if gpu else 1
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def record(self) -> dict:
+        """What of these settings changes the computed numbers (part of a run's record).
+
+        Chapter 5. Empty for float32: the other switches compute the same numbers, so
+        records written before they existed still match.
+        """
+        return {} if self.precision == "float32" else {"precision": self.precision}
+
+
 @dataclass(frozen=True)
 class Profile:
     """What data a run uses, how each model kind trains, and where the run's files go.
@@ -89,6 +194,9 @@ class Profile:
         Size of the synthetic set (see :data:`aadlib.synth.SIZES`); ``None`` for real data.
     models
         :class:`ModelSettings` per model kind.
+    overrides
+        :class:`ModelSettings` for one (model kind, machine type): the quick profile trains
+        the CNN AE of the type that chapter 4 studies longer than the others.
     bn_momentum
         Momentum of the batch-normalisation moving averages (Keras' default 0.99, as the
         authors used). After only a few dozen steps those averages still remember their
@@ -98,6 +206,8 @@ class Profile:
         profiles on a CPU without training for days.
     seed
         Seed of the training runs (data split, shuffles, initial weights).
+    acceleration
+        How fast the run trains and scores (:class:`Acceleration`); chapter 5.
     home, data_root, results
         Where the run's files go; set by :func:`resolve`.
     """
@@ -107,15 +217,17 @@ class Profile:
     synth_size: str | None
     description: str
     models: dict[str, ModelSettings] = field(default_factory=_paper_models)
+    overrides: dict[tuple[str, str], ModelSettings] = field(default_factory=dict)
     bn_momentum: float = 0.99
     steps_per_epoch: int | None = None
     seed: int = 0
+    acceleration: Acceleration = Acceleration()
     home: Path | None = None
     data_root: Path | None = None
     results: Path | None = None
 
     def __post_init__(self):
-        for kind, settings in self.models.items():
+        for kind, settings in [*self.models.items(), *self.overrides.items()]:
             for name in ("epochs", "train_hop", "score_hop"):
                 if getattr(settings, name) < 1:
                     raise ValueError(f"{kind} {name} must be at least 1")
@@ -124,9 +236,11 @@ class Profile:
         if self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, not {self.seed}")
 
-    def model(self, kind: str) -> ModelSettings:
-        """The settings of one model kind."""
+    def model(self, kind: str, machine_type: str | None = None) -> ModelSettings:
+        """The settings of one model kind (on one machine type, where it has its own)."""
         paper.model_spec(kind)  # an unknown kind gets the error that lists the kinds
+        if (kind, machine_type) in self.overrides:
+            return self.overrides[kind, machine_type]
         try:
             return self.models[kind]
         except KeyError:
@@ -159,19 +273,23 @@ class Profile:
 
         ``epochs`` caps rather than sets: ``with_models(epochs=2)`` trains at most 2 epochs.
         """
-        models = {}
-        for kind, settings in self.models.items():
+
+        def changed(settings: ModelSettings) -> ModelSettings:
             updated = dict(changes)
             if "epochs" in updated:
                 updated["epochs"] = min(updated["epochs"], settings.epochs)
-            models[kind] = dataclasses.replace(settings, **updated)
-        return self.replace(models=models)
+            return dataclasses.replace(settings, **updated)
+
+        return self.replace(
+            models={kind: changed(s) for kind, s in self.models.items()},
+            overrides={key: changed(s) for key, s in self.overrides.items()},
+        )
 
 
-def _short(epochs: dict, patience: int, train_hop: dict, score_hop: dict) -> dict:
-    """Settings of a short profile: z-normalised inputs for every kind."""
+def _short(epochs: dict, patience: dict, train_hop: dict, score_hop: dict) -> dict:
+    """Settings of a short profile, per kind: z-normalised inputs for every kind."""
     return {
-        kind: ModelSettings(epochs[kind], patience, train_hop[kind], score_hop[kind], True)
+        kind: ModelSettings(epochs[kind], patience[kind], train_hop[kind], score_hop[kind], True)
         for kind in epochs
     }
 
@@ -183,11 +301,15 @@ PROFILES: dict[str, Profile] = {
         "quick",
         "synthetic data, small; minutes on a CPU (the book's default)",
         models=_short(
-            epochs={"dense": 8, "cnn": 3},
-            patience=3,
-            train_hop={"dense": 4, "cnn": 96},
-            score_hop={"dense": 2, "cnn": 64},
+            epochs={"baseline": 8, "dense": 8, "cnn": 3},
+            patience={"baseline": None, "dense": 3, "cnn": 3},
+            train_hop={"baseline": 4, "dense": 4, "cnn": 96},
+            score_hop={"baseline": 2, "dense": 2, "cnn": 64},
         ),
+        # Chapter 4 studies the CNN AE on slider: about 170 steps bring its validation loss
+        # near its plateau (within a few per cent over the last epochs, measured on 2
+        # cores), where the other types' 9 steps only start it.
+        overrides={("cnn", "slider"): ModelSettings(10, 3, 16, 64, True)},
         bn_momentum=0.9,
     ),
     "tiny": Profile(
@@ -196,10 +318,10 @@ PROFILES: dict[str, Profile] = {
         "tiny",
         "synthetic data, smallest; smoke tests",
         models=_short(
-            epochs={"dense": 2, "cnn": 1},
-            patience=1,
-            train_hop={"dense": 4, "cnn": 64},
-            score_hop={"dense": 4, "cnn": 64},
+            epochs={"baseline": 2, "dense": 2, "cnn": 1},
+            patience={"baseline": None, "dense": 1, "cnn": 1},
+            train_hop={"baseline": 4, "dense": 4, "cnn": 64},
+            score_hop={"baseline": 4, "dense": 4, "cnn": 64},
         ),
         bn_momentum=0.9,
     ),
@@ -239,7 +361,7 @@ def resolve(
     seed: int | None = None,
 ) -> Profile:
     """The profile of a run, with its folders and seed fixed. Every chapter's first cell.
-    Chapters 1 to 5.
+    Chapters 1 to 9.
 
     Parameters
     ----------
@@ -320,7 +442,7 @@ def _shown(path: Path, home: Path) -> str:
 def session_info(profile: Profile) -> str:
     """A short report for the top of a chapter: profile, folders and compute device.
 
-    Chapters 1 to 5.
+    Chapters 1 to 9.
     """
     profile = profile._resolved()
     return "\n".join(

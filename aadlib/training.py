@@ -9,15 +9,20 @@ without improvement of the validation loss, keeping the best weights; batch size
 
 Inputs are never materialised: :class:`aadlib.batches.WindowBatches` gathers each batch
 from the clips' log-mel frames and feeds it to Keras as a ``tf.data`` pipeline.
+
+How fast the steps run (several batches per compiled call, XLA, prefetching to the GPU,
+mixed precision) is a profile's :class:`aadlib.profiles.Acceleration` (chapter 5).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +32,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from . import paper
+from . import models, paper
 from ._io import write_atomic, write_text
 from .batches import WindowBatches
 from .features import LogMelSet, Scaler
+from .profiles import Acceleration
 
 __all__ = [
     "TrainConfig",
@@ -38,6 +44,8 @@ __all__ = [
     "split_clips",
     "training_windows",
     "run_record",
+    "gpu_visible",
+    "build_model",
     "fit_autoencoder",
     "clear_checkpoints",
     "TrainedModel",
@@ -274,12 +282,90 @@ def clear_checkpoints(run_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def run_record(kind: str, hop: int, config: TrainConfig, identity: dict | None = None) -> dict:
+def run_record(
+    kind: str,
+    hop: int,
+    config: TrainConfig,
+    identity: dict | None = None,
+    precision: str = "float32",
+) -> dict:
     """What identifies a training run: ``identity`` (data, model settings...) and the schedule.
 
-    A checkpoint or a saved model is reused only for an equal record.
+    A checkpoint or a saved model is reused only for an equal record. ``precision``, the
+    one speed setting that changes the numbers (:class:`aadlib.profiles.Acceleration`), is
+    part of it unless it is float32 (so records written before it existed still match).
     """
-    return {**(identity or {}), "kind": kind, "hop": hop, "config": config.as_dict()}
+    record = {**(identity or {}), "kind": kind, "hop": hop, "config": config.as_dict()}
+    if precision != "float32":
+        record["precision"] = precision
+    return record
+
+
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU (where the ``"auto"`` speed settings differ). Chapter 5."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(kind: str, precision: str = "float32", **kwargs) -> keras.Model:
+    """:func:`aadlib.models.build_model`, computing in ``precision``. Chapter 5.
+
+    ``"float32"`` is the paper's model as it is. With a mixed policy (``"mixed_float16"``,
+    ``"mixed_bfloat16"``) every layer computes in 16 bits and keeps float32 weights,
+    except the output layer, which computes in float32: reconstructions and errors stay
+    float32. With ``"mixed_float16"`` Keras scales the loss (``LossScaleOptimizer``).
+    """
+    if precision == "float32":
+        return models.build_model(kind, **kwargs)
+    with _dtype_policy(precision):
+        model = models.build_model(kind, **kwargs)
+        output = model.layers[-1].name
+
+        def clone(layer):
+            config = layer.get_config()
+            if layer.name == output:
+                config["dtype"] = "float32"
+            return layer.__class__.from_config(config)
+
+        return keras.models.clone_model(model, clone_function=clone)
+
+
+def _precision_of(model: keras.Model) -> str:
+    return model.dtype_policy.name
+
+
+def _execution_steps(wanted: int, counts: list[int]) -> int:
+    """The most batches per compiled call, up to ``wanted``, that divide every count.
+
+    Keras runs a call's batches to the end unless the data runs out, so where an epoch
+    is a set number of batches (a cap, a repeated dataset) a call must not cross it.
+    """
+    for steps in range(max(1, wanted), 0, -1):
+        if all(count % steps == 0 for count in counts):
+            return steps
+    return 1
+
+
+def _prefetched(dataset: tf.data.Dataset, repeat: bool) -> tf.data.Dataset:
+    """``dataset`` copied ahead to the first GPU (the CPU where there is none).
+
+    The copy loses the dataset's known length; an epoch then ends where the data does
+    (Keras warns that the input "ran out of data": it is the end of the epoch), or, with
+    ``repeat``, after its number of batches.
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    device = gpus[0].name if gpus else "/cpu:0"
+    dataset = dataset.repeat() if repeat else dataset
+    return dataset.apply(tf.data.experimental.prefetch_to_device(device, 2))
 
 
 def fit_autoencoder(
@@ -293,6 +379,7 @@ def fit_autoencoder(
     run_dir: str | Path | None = None,
     record: dict | None = None,
     verbose: int | str = "auto",
+    acceleration: Acceleration | None = None,
 ) -> pd.DataFrame:
     """Train an autoencoder on normal clips with early stopping; return the history.
 
@@ -301,7 +388,10 @@ def fit_autoencoder(
     loses at most one epoch), provided the checkpoint was written for the same
     :func:`run_record` (``record`` says what else identifies the run: data, model
     settings, code version). The model ends with the best validation weights.
-    ``scaler`` z-normalises each batch. Chapters 3, 4.
+    ``scaler`` z-normalises each batch. ``acceleration`` (default
+    :class:`aadlib.profiles.Acceleration`'s, decided for this machine) sets how the steps
+    run: batches per compiled call, XLA, prefetching to the GPU; none of them changes
+    the result beyond float rounding. Chapters 3 to 5.
 
     Returns
     -------
@@ -309,51 +399,72 @@ def fit_autoencoder(
         One row per epoch: ``epoch``, ``loss``, ``val_loss``, ``seconds``.
     """
     run_dir = Path(run_dir) if run_dir is not None else None
-    record = run_record(kind, hop, config, record)
+    speed = (acceleration or Acceleration()).on(gpu_visible())
+    record = run_record(kind, hop, config, record, precision=_precision_of(model))
     state = None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         state = _checkpoint_state(run_dir, record)
         if state is None:
             clear_checkpoints(run_dir)
+
+    train_set, val_set = training_windows(logmels, kind, config, hop=hop, scaler=scaler)
+    cap = config.steps_per_epoch
+    steps = min(cap, len(train_set)) if cap else None
+    val_steps = min(cap, len(val_set)) if cap and val_set is not None else None
+    per_call = _execution_steps(
+        speed.steps_per_execution, [n for n in (steps, val_steps) if n is not None]
+    )
+    # Copied to the device, the datasets lose their length. Several steps per call stop
+    # cleanly where the data ends; one step per call would count a step too many, so
+    # then the datasets repeat and an epoch is its number of batches.
+    repeat = speed.prefetch_to_device and (cap is not None or per_call == 1)
+    if repeat:
+        steps = steps or len(train_set)
+        val_steps = val_steps or (len(val_set) if val_set is not None else None)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse", jit_compile=_use_xla()
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="mse",
+        jit_compile=speed.jit_compile,
+        steps_per_execution=per_call,
     )
     if state is not None:
         _resume_from(model, run_dir / state["model_file"])
 
-    train_set, val_set = training_windows(logmels, kind, config, hop=hop, scaler=scaler)
     stopper = _Checkpoints(run_dir, config, record, state)
     stopper.set_model(model)  # also when no epoch is left to run
     done = state["epoch"] if state else 0
     finished = state is not None and (state.get("stopped") or done >= config.epochs)
     if not finished:
-        cap = config.steps_per_epoch
         # Each pass over the training dataset is an epoch, in the order that the seed and
         # the epoch's number give, so a resumed run sees the same order as an unbroken one.
-        model.fit(
-            train_set.as_tf_dataset(first_epoch=done),
-            validation_data=val_set.as_tf_dataset() if val_set is not None else None,
-            epochs=config.epochs,
-            initial_epoch=done,
-            steps_per_epoch=min(cap, len(train_set)) if cap else None,
-            validation_steps=min(cap, len(val_set)) if cap and val_set is not None else None,
-            callbacks=[stopper],
-            verbose=verbose,
-            shuffle=False,
-        )
+        train_data = train_set.as_tf_dataset(first_epoch=done)
+        val_data = val_set.as_tf_dataset() if val_set is not None else None
+        if speed.prefetch_to_device:
+            train_data = _prefetched(train_data, repeat)
+            val_data = _prefetched(val_data, repeat) if val_data is not None else None
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+            model.fit(
+                train_data,
+                validation_data=val_data,
+                epochs=config.epochs,
+                initial_epoch=done,
+                steps_per_epoch=steps,
+                validation_steps=val_steps,
+                callbacks=[stopper],
+                verbose=verbose,
+                shuffle=False,
+            )
     stopper.restore_best()
     return pd.DataFrame(stopper.history)
 
 
-def _use_xla() -> bool:
-    """XLA on a GPU (faster steps); not on a CPU, where compiling costs more than it saves."""
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 def _resume_from(model: keras.Model, checkpoint: Path) -> None:
     """Copy weights and Adam's moments from the last checkpoint into ``model``."""
-    resumed = load_model(checkpoint, compile=True)
+    # Loaded under the model's policy, a mixed-float16 checkpoint gets its loss scale back.
+    with _dtype_policy(model.dtype_policy.name):
+        resumed = load_model(checkpoint, compile=True)
     model.set_weights(resumed.get_weights())
     model.optimizer.build(model.trainable_variables)
     saved = resumed.optimizer.variables
