@@ -1,6 +1,6 @@
 """aadlib: acoustic anomaly detection for machines, the library of the book.
 
-The book reproduces Coelho et al. (2022), "Deep Dense and Convolutional
+The book reproduces Coelho et al. (2021), "Deep Dense and Convolutional
 Autoencoders for Machine Acoustic Anomaly Detection", on DCASE 2020 Task 2.
 Each module holds one concern; each public function's docstring names the
 chapter that explains it. The book's "Library map" page lists the modules, in the
@@ -29,7 +29,10 @@ __all__ = [
     "models",
     "training",
     "scoring",
+    "detectors",
+    "explain",
     "metrics",
+    "decisions",
     "plots",
     "tables",
     "pipeline",

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, paper, profiles, tables
+from . import data, decisions, paper, profiles, tables
+from ._io import write_csv
 from .download import DownloadError, download_dcase2020, downloaded_clips
 from .synth import generate_dataset
 
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of ``aadlib`` and its commands (setup page)."""
     parser = argparse.ArgumentParser(
         prog="aadlib",
-        description="Acoustic anomaly detection for machines: reproduce Coelho et al. (2022).",
+        description="Acoustic anomaly detection for machines: reproduce Coelho et al. (2021).",
         epilog=COMMANDS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -353,6 +354,37 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     profile, scores = _run(args)
     print(_format(tables.results_table(scores)))
+    from .pipeline import merge_scores, validation_scores  # TensorFlow: loaded by _run
+
+    # Decisions at thresholds from normal clips only: the gamma rule on the validation
+    # clips that training held out (per ID where each has enough of them, else per type).
+    thresholds = decisions.fit_thresholds(
+        validation_scores(profile, args.types, args.models),
+        rule="gamma",
+        per="auto",
+        machines=scores,
+    )
+    table = decisions.decision_table(scores, thresholds)
+    print(
+        f"\nDecisions at the {decisions.QUANTILE:.0%} point of a gamma fitted to held-out "
+        "normal clips (false alarms per day: a check every "
+        f"{decisions.SECONDS_BETWEEN_CHECKS:.0f} s):"
+    )
+    shown = ["model", "machine_type", "machine_id", "threshold", "fitted_on", "n_reference"]
+    shown += ["tpr", "fpr", "precision", "f1", "false_alarms_per_day"]
+    print(
+        table[shown].to_string(
+            index=False,
+            float_format=lambda v: f"{v:6.2f}",
+            formatters={"threshold": "{:.4f}".format, "false_alarms_per_day": "{:,.0f}".format},
+        )
+    )
+    path = profile.results / "decisions.csv"
+    try:  # the decisions of model kinds and types that this run did not touch are kept
+        old = pd.read_csv(path) if path.exists() else None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError):
+        old = None  # a damaged file is replaced by this run's table
+    write_csv(merge_scores(old, table), path)
     print(f"results in {profile.results}")
     return 0
 

@@ -18,16 +18,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
+import tensorflow as tf
 
-from . import __version__, data, download, features, models, paper, scoring, synth, tables, training
+from . import (
+    __version__,
+    data,
+    detectors,
+    download,
+    features,
+    models,
+    paper,
+    scoring,
+    synth,
+    tables,
+    training,
+)
 from ._fastio import file_digest
 from ._io import exclusive, write_csv, write_text
 from .features import FeatureParams, LogMelSet, Scaler
-from .profiles import Profile, describe_device, set_seed
+from .profiles import PROFILES, Profile, describe_device, set_seed
 from .training import TrainedModel
 
 __all__ = [
@@ -37,7 +52,18 @@ __all__ = [
     "score_machine_type",
     "run_experiment",
     "merge_scores",
+    "learning_status",
+    "training_summary",
     "check_data",
+    "profile_departures",
+    "score_training_clips",
+    "out_of_fold_scores",
+    "validation_scores",
+    "autoencoder_scores",
+    "fit_detector",
+    "score_detector",
+    "run_detector",
+    "id_accuracy_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,7 +72,7 @@ log = logging.getLogger(__name__)
 def prepare_data(
     profile: Profile, machine_types=None, progress: bool = True, overwrite: bool = False
 ) -> Path:
-    """Make the profile's data set available and return its root. Chapters 1 to 5.
+    """Make the profile's data set available and return its root. Chapters 1 to 9.
 
     Synthetic profiles generate the set (once; a complete set is reused). The ``full``
     profile downloads the real development set unless it is already there.
@@ -73,7 +99,7 @@ def load_features(
     params: FeatureParams = FeatureParams(),
     progress: bool = True,
 ) -> tuple[pd.DataFrame, LogMelSet]:
-    """The clip table and the log-mel frames of one type's split (cached on disk). Chapter 3."""
+    """The clip table and the log-mel frames of one type's split (cached on disk). Chapters 3, 7."""
     table = data.type_clips(profile.data_root, machine_type)
     table = table[table.split == split]
     if label is not None:
@@ -93,10 +119,10 @@ def _run_dir(profile: Profile, kind: str, machine_type: str) -> Path:
     return profile.results / kind / machine_type
 
 
-def _identity(profile: Profile, kind: str, params: FeatureParams, train_paths) -> dict:
+def _identity(profile: Profile, kind: str, machine_type: str, params, train_paths) -> dict:
     """What, besides the schedule, makes two training runs the same (see run.json)."""
     return {
-        "model": dataclasses.asdict(profile.model(kind)),
+        "model": dataclasses.asdict(profile.model(kind, machine_type)),
         "bn_momentum": profile.bn_momentum,
         "features": params.as_dict(),
         "data": features.cache_key(train_paths, params),
@@ -105,8 +131,8 @@ def _identity(profile: Profile, kind: str, params: FeatureParams, train_paths) -
     }
 
 
-def _train_config(profile: Profile, kind: str) -> training.TrainConfig:
-    settings = profile.model(kind)
+def _train_config(profile: Profile, kind: str, machine_type: str) -> training.TrainConfig:
+    settings = profile.model(kind, machine_type)
     return training.paper_config(
         kind,
         epochs=settings.epochs,
@@ -124,7 +150,7 @@ def train_machine_type(
     retrain: bool = False,
     verbose: int | str = "auto",
 ) -> TrainedModel:
-    """Train one model kind on one machine type's normal training clips. Chapters 3, 4.
+    """Train one model kind on one machine type's normal training clips. Chapters 3, 4, 6, 8.
 
     A model already trained with the same settings on the same files is loaded
     instead (pass ``retrain=True`` to train anew); an interrupted training resumes
@@ -133,10 +159,13 @@ def train_machine_type(
     run_dir = _run_dir(profile, kind, machine_type)
     params = features.params_for(kind)
     table, logmels = load_features(profile, machine_type, "train", "normal", params, verbose != 0)
-    settings = profile.model(kind)
-    config = _train_config(profile, kind)
-    identity = _identity(profile, kind, params, table.path)
-    record = training.run_record(kind, settings.train_hop, config, identity)
+    settings = profile.model(kind, machine_type)
+    config = _train_config(profile, kind, machine_type)
+    identity = _identity(profile, kind, machine_type, params, table.path)
+    speed = profile.acceleration.on(training.gpu_visible())
+    record = training.run_record(
+        kind, settings.train_hop, config, identity, precision=speed.precision
+    )
 
     with exclusive(run_dir, f"training {kind} on {machine_type}"):
         if not retrain:
@@ -146,7 +175,7 @@ def train_machine_type(
         _clear_run(run_dir, checkpoints=retrain)
         set_seed(profile.seed)
         scaler = Scaler.fit(logmels) if settings.normalise else None
-        model = models.build_model(kind, bn_momentum=profile.bn_momentum)
+        model = training.build_model(kind, speed.precision, bn_momentum=profile.bn_momentum)
         start = time.perf_counter()
         history = training.fit_autoencoder(
             model,
@@ -158,6 +187,7 @@ def train_machine_type(
             run_dir=run_dir / "checkpoint",
             record=identity,
             verbose=verbose,
+            acceleration=speed,
         )
         seconds = time.perf_counter() - start
         training.save_model(model, run_dir / "model.keras")
@@ -235,16 +265,63 @@ def score_machine_type(
     """Score every test clip of the model's machine type; write and return the scores.
 
     Returns one row per clip: ``model``, ``machine_type``, ``machine_id``, ``label``,
-    ``index``, ``path``, ``score``. Chapters 3 to 5.
+    ``index``, ``path``, ``score``. Chapters 3 to 6.
     """
     params = features.params_for(trained.kind)
     table, logmels = load_features(profile, trained.machine_type, "test", None, params, progress)
-    hop = profile.model(trained.kind).score_hop
-    scores = scoring.score_clips(trained.model, logmels, trained.kind, hop, scaler=trained.scaler)
+    hop = profile.model(trained.kind, trained.machine_type).score_hop
+    batch = profile.acceleration.on(training.gpu_visible()).score_batch
+    scores = scoring.score_clips(
+        trained.model, logmels, trained.kind, hop, batch_size=batch, scaler=trained.scaler
+    )
     table = table.assign(score=scores).drop(columns=["split"])
     table.insert(0, "model", trained.kind)
     write_csv(table, trained.run_dir / "scores.csv")
     return table
+
+
+def learning_status(history: pd.DataFrame, window: int = 3, tolerance: float = 0.02) -> str:
+    """Whether a training run had finished learning, from its validation loss. Chapters 4, 5.
+
+    ``"plateau"`` when the validation loss fell by less than ``tolerance`` (relative) over the
+    last ``window`` epochs, ``"improving"`` when it fell by more, ``"too short"`` when the
+    run has fewer than ``window`` epochs to judge from.
+    """
+    loss = history["val_loss"] if "val_loss" in history else history["loss"]
+    if len(loss) < window:
+        return "too short"
+    recent = loss.iloc[-window:]
+    gain = (recent.iloc[0] - recent.min()) / abs(recent.iloc[0])
+    return "improving" if gain >= tolerance else "plateau"
+
+
+def training_summary(profile: Profile, kinds=paper.MODEL_KINDS, machine_types=None) -> pd.DataFrame:
+    """How each trained model's training went: epochs, best epoch, losses, status. Chapter 5.
+
+    One row per (model kind, machine type) trained under the profile, read from the
+    models' folders (a model not trained yet is left out). ``status`` is
+    :func:`learning_status` of its history.
+    """
+    rows = []
+    for kind in kinds:
+        for machine_type in data.check_machine_types(machine_types):
+            run_dir = _run_dir(profile, kind, machine_type)
+            if not (run_dir / "run.json").exists():
+                continue
+            history = training.load_history(run_dir / "history.csv")
+            loss = history["val_loss"] if "val_loss" in history else history["loss"]
+            rows.append(
+                {
+                    "model": kind,
+                    "machine_type": machine_type,
+                    "epochs": len(history),
+                    "best_epoch": int(history.loc[loss.idxmin(), "epoch"]),
+                    "first_val_loss": float(loss.iloc[0]),
+                    "last_val_loss": float(loss.iloc[-1]),
+                    "status": learning_status(history),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def merge_scores(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -275,61 +352,138 @@ def run_experiment(
     retrain: bool = False,
     verbose: int | str = 0,
     log=print,
+    parallel: int | None = None,
 ) -> pd.DataFrame:
     """Train and score every (model kind, machine type); return this run's clip scores.
 
     Writes ``scores.csv`` (every clip), ``table.csv`` (per-ID AUC/pAUC, both pAUC
     definitions) and ``timings.csv`` into the profile's results folder. Results of
     kinds and types that this run did not touch are kept there. Chapter 5.
+
+    ``parallel`` models train at once, each in a process of its own (default: the
+    profile's :attr:`aadlib.profiles.Acceleration.parallel_models`, 1 on a CPU). Each
+    model trains, checkpoints and resumes as it does alone, with the same seed, so the
+    scores are those of a sequential run; only the order of the printed lines differs.
+    The processes are spawned: a script that calls this with ``parallel`` above 1 keeps
+    its own code under ``if __name__ == "__main__":`` (a notebook needs nothing).
     """
     types = data.check_machine_types(machine_types)
     for kind in kinds:
         paper.model_spec(kind)
     prepare_data(profile, types, progress=verbose != 0)
     check_data(profile, types, kinds)
-    all_scores, timings = [], []
-    for kind in kinds:
-        for machine_type in types:
-            start = time.perf_counter()
-            trained = train_machine_type(
-                machine_type, kind, profile, retrain=retrain, verbose=verbose
+    if parallel is None:
+        parallel = profile.acceleration.on(training.gpu_visible()).parallel_models
+    if int(parallel) < 1:
+        raise ValueError(f"parallel must be at least 1, not {parallel}")
+    jobs = [(kind, machine_type) for kind in kinds for machine_type in types]
+    done: dict[tuple[str, str], tuple[pd.DataFrame, dict]] = {}
+
+    def finished(job: tuple[str, str], scores: pd.DataFrame, timing: dict) -> None:
+        reused = timing.pop("reused")
+        done[job] = scores, timing
+        if log:
+            line = tables.per_id_table(scores).iloc[-1]
+            how = "saved model reused" if reused else f"trained in {timing['train_seconds']:.0f} s"
+            log(
+                f"{job[0]:8s} {job[1]:12s} AUC {line.auc:5.1f}  pAUC {line.pauc:5.1f}  "
+                f"({timing['epochs_run']} epochs, {how})"
             )
-            trained_at = time.perf_counter()
-            scores = score_machine_type(trained, profile, progress=verbose != 0)
-            scored_at = time.perf_counter()
-            all_scores.append(scores)
-            timings.append(
-                {
-                    "model": kind,
-                    "machine_type": machine_type,
-                    "train_seconds": trained.seconds,
-                    "epochs_run": len(trained.history),
-                    "wall_seconds": scored_at - start,
-                    "score_seconds": scored_at - trained_at,
-                    "test_clips": len(scores),
-                }
-            )
-            if log:
-                line = tables.per_id_table(scores).iloc[-1]
-                how = (
-                    "saved model reused"
-                    if trained.reused
-                    else f"trained in {trained.seconds:.0f} s"
-                )
-                log(
-                    f"{kind:8s} {machine_type:12s} AUC {line.auc:5.1f}  pAUC {line.pauc:5.1f}  "
-                    f"({len(trained.history)} epochs, {how})"
-                )
-    scores = pd.concat(all_scores, ignore_index=True)
+
+    if int(parallel) > 1 and len(jobs) > 1 and _share_the_gpu():
+        _train_in_processes(profile, jobs, int(parallel), retrain, verbose, finished)
+    else:
+        for job in jobs:
+            finished(job, *_train_and_score(profile, *job, retrain, verbose))
+    scores = pd.concat([done[job][0] for job in jobs], ignore_index=True)
+    timings = pd.DataFrame([done[job][1] for job in jobs])
     with exclusive(profile.results, "writing the results summary"):
         summary = merge_scores(_read_summary(profile.results / "scores.csv"), scores)
         write_csv(summary, profile.results / "scores.csv")
         write_csv(tables.results_table(summary), profile.results / "table.csv")
-        timings = merge_scores(
-            _read_timings(profile.results / "timings.csv"), pd.DataFrame(timings)
-        )
+        timings = merge_scores(_read_timings(profile.results / "timings.csv"), timings)
         write_csv(timings, profile.results / "timings.csv")
     return scores
+
+
+def _train_and_score(
+    profile: Profile, kind: str, machine_type: str, retrain: bool, verbose
+) -> tuple[pd.DataFrame, dict]:
+    """Train (or reuse) and score one model: its scores and its row of ``timings.csv``."""
+    start = time.perf_counter()
+    trained = train_machine_type(machine_type, kind, profile, retrain=retrain, verbose=verbose)
+    trained_at = time.perf_counter()
+    scores = score_machine_type(trained, profile, progress=verbose != 0)
+    scored_at = time.perf_counter()
+    timing = {
+        "model": kind,
+        "machine_type": machine_type,
+        "train_seconds": trained.seconds,
+        "epochs_run": len(trained.history),
+        "wall_seconds": scored_at - start,
+        "score_seconds": scored_at - trained_at,
+        "test_clips": len(scores),
+        "reused": trained.reused,
+    }
+    return scores, timing
+
+
+def _grow_gpu_memory() -> bool:
+    """Let TensorFlow take GPU memory as it needs it rather than all at once, so that
+    processes share the GPU. False when this process already holds the GPU's memory."""
+    gpus = tf.config.list_physical_devices("GPU")
+    try:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # the GPU is initialised: its setting can no longer change
+        return all(tf.config.experimental.get_memory_growth(gpu) for gpu in gpus)
+    return True
+
+
+def _share_the_gpu() -> bool:
+    """Whether worker processes can have GPU memory; otherwise say why (models train in turn)."""
+    if _grow_gpu_memory():
+        return True
+    log.warning(
+        "this process already holds the GPU's memory (a model was trained here before), so "
+        "the models train one after another; restart the runtime to train several at once"
+    )
+    return False
+
+
+def _cost(profile: Profile, job: tuple[str, str]) -> float:
+    """A rough size of a training job, to start the longest first."""
+    settings = profile.model(*job)
+    return paper.model_spec(job[0]).input_values * settings.epochs / settings.train_hop
+
+
+def _train_in_processes(profile: Profile, jobs, parallel: int, retrain, verbose, finished):
+    """Run ``_train_and_score`` for every job, ``parallel`` at a time in spawned processes.
+
+    The features are extracted here first (with every core), so that the workers only
+    read the cache. Each worker lets TensorFlow grow its GPU memory; the longest jobs
+    start first, so that a long one does not start last.
+    """
+    for machine_type in dict.fromkeys(t for _, t in jobs):
+        for params in {features.params_for(k) for k, t in jobs if t == machine_type}:
+            load_features(profile, machine_type, "train", "normal", params, verbose != 0)
+            load_features(profile, machine_type, "test", None, params, verbose != 0)
+    ordered = sorted(jobs, key=lambda job: -_cost(profile, job))
+    pool = ProcessPoolExecutor(
+        max_workers=min(parallel, len(jobs)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_grow_gpu_memory,
+    )
+    try:
+        futures = {
+            pool.submit(_train_and_score, profile, *job, retrain, verbose): job for job in ordered
+        }
+        for future in as_completed(futures):
+            finished(futures[future], *future.result())
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _read_timings(path: Path) -> pd.DataFrame | None:
@@ -353,3 +507,405 @@ def check_data(profile: Profile, machine_types=None, kinds=paper.MODEL_KINDS) ->
     for machine_type in data.check_machine_types(machine_types):
         paths += list(data.type_clips(profile.data_root, machine_type).path)
     data.check_clips(paths, paper.SAMPLE_RATE, min_samples)
+
+
+def _data_sizes(profile: Profile) -> tuple[str, str]:
+    """Training clips and test clips per machine ID (text) of a profile's data."""
+    if profile.data == "real":
+        return "as Table 1 (434-1,000)", "as Table 1 (189-1,200)"
+    size = synth.SIZES[profile.synth_size]
+    if size.train_per_id is None:
+        return "as Table 1 (434-1,000)", "as Table 1, half anomalous"
+    return str(size.train_per_id), f"{size.test_normal_per_id} + {size.test_anomaly_per_id}"
+
+
+def profile_departures(names=None) -> pd.DataFrame:
+    """How each profile departs from the paper's settings, one row per setting. Chapter 5.
+
+    The setup page shows it too.
+
+    Columns: ``paper`` and one per profile (default: all of :data:`aadlib.profiles.PROFILES`).
+    A profile's entry that equals the paper's is shown as "=".
+    """
+    names = list(names or PROFILES)
+    rows: dict[str, dict[str, str]] = {}
+
+    def put(setting: str, column: str, value) -> None:
+        rows.setdefault(setting, {})[column] = str(value)
+
+    put("data", "paper", "real DCASE 2020 Task 2 (development set)")
+    put("training clips per ID", "paper", "as Table 1 (434-1,000)")
+    put("test clips per ID (normal + anomalous)", "paper", "as Table 1 (189-1,200)")
+    put("batch-norm momentum", "paper", 0.99)
+    put("batches per epoch", "paper", "all")
+    for kind, spec in paper.MODELS.items():
+        put(f"{kind}: epochs at most", "paper", spec.epochs)
+        put(f"{kind}: early-stopping patience", "paper", spec.patience or "none")
+        put(f"{kind}: frames between training windows", "paper", spec.hop)
+        put(f"{kind}: frames between scored windows", "paper", spec.hop)
+        put(f"{kind}: z-normalised input", "paper", "yes" if spec.normalise else "no")
+    for name in names:
+        profile = PROFILES[name]
+        data_kind = (
+            "real (development set)"
+            if profile.data == "real"
+            else f"synthetic ({profile.synth_size})"
+        )
+        put("data", name, data_kind)
+        train, test = _data_sizes(profile)
+        put("training clips per ID", name, train)
+        put("test clips per ID (normal + anomalous)", name, test)
+        put("batch-norm momentum", name, profile.bn_momentum)
+        put("batches per epoch", name, profile.steps_per_epoch or "all")
+        for kind in paper.MODEL_KINDS:
+            settings = profile.model(kind)
+            put(f"{kind}: epochs at most", name, settings.epochs)
+            put(f"{kind}: early-stopping patience", name, settings.patience or "none")
+            put(f"{kind}: frames between training windows", name, settings.train_hop)
+            put(f"{kind}: frames between scored windows", name, settings.score_hop)
+            put(f"{kind}: z-normalised input", name, "yes" if settings.normalise else "no")
+        for (kind, machine_type), settings in profile.overrides.items():
+            put(
+                f"{kind} on {machine_type} (chapter 4's type)",
+                name,
+                f"{settings.epochs} epochs, a window every {settings.train_hop} frames",
+            )
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table = table.reindex(columns=["paper", *names]).fillna("-")
+    for name in names:
+        same = table[name] == table["paper"]
+        table.loc[same & (table.index != "data"), name] = "="
+    return table.rename_axis("setting")
+
+
+# --------------------------------------------------------------------------------------
+# Normal clips the model did not train on: the reference of decision thresholds (chapter 6)
+# --------------------------------------------------------------------------------------
+
+
+def score_training_clips(
+    trained: TrainedModel, profile: Profile, progress: bool = False
+) -> pd.DataFrame:
+    """Score the normal training clips of the model's type, marked as trained on or held out.
+
+    Chapter 6. ``role`` is ``"validation"`` for the clips the training run held out
+    (the seeded split of :func:`aadlib.training.split_clips` that the run made: only
+    their loss was watched, to stop early) and ``"training"`` for the clips the model
+    learned from. Columns as :func:`score_machine_type`'s, plus ``role``.
+    """
+    params = features.params_for(trained.kind)
+    table, logmels = load_features(
+        profile, trained.machine_type, "train", "normal", params, progress
+    )
+    config = _train_config(profile, trained.kind, trained.machine_type)
+    _, held_out = training.split_clips(len(table), config.validation_fraction, config.seed)
+    hop = profile.model(trained.kind, trained.machine_type).score_hop
+    scores = scoring.score_clips(trained.model, logmels, trained.kind, hop, scaler=trained.scaler)
+    role = pd.Series(table.index.isin(held_out)).map({True: "validation", False: "training"})
+    table = table.assign(score=scores, role=role).drop(columns=["split"])
+    table.insert(0, "model", trained.kind)
+    return table
+
+
+def _folds(table: pd.DataFrame, folds: int, seed: int) -> pd.Series:
+    """Fold of each clip: shuffled with ``seed``, then dealt out in turn within each ID."""
+    shuffled = table.sample(frac=1.0, random_state=seed)
+    return (shuffled.groupby("machine_id").cumcount() % folds).sort_index()
+
+
+def out_of_fold_scores(
+    machine_type: str,
+    kind: str,
+    profile: Profile,
+    folds: int = 4,
+    *,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """A held-out score for every normal training clip: ``folds`` models, each scoring the
+    clips it did not train on. Chapter 6.
+
+    The clips of each machine ID are dealt into ``folds`` folds at random (the profile's
+    seed). For each fold a new model is trained with the profile's settings on the other
+    folds (holding out its own validation clips to stop early, as
+    :func:`train_machine_type` does) and scores the fold's clips. This costs ``folds``
+    trainings; the scores are saved under the type's run folder and reused while the
+    data, settings and code are the same.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns as :func:`score_training_clips`'s, with ``role`` ``"out_of_fold"`` and
+        ``fold``.
+    """
+    if folds < 2:
+        raise ValueError(f"out-of-fold scores need at least 2 folds, not {folds}")
+    params = features.params_for(kind)
+    table, logmels = load_features(profile, machine_type, "train", "normal", params, progress)
+    if table.groupby("machine_id").size().min() < folds:
+        raise ValueError(
+            f"{machine_type}: a machine ID has fewer training clips than the {folds} folds"
+        )
+    settings = profile.model(kind, machine_type)
+    config = _train_config(profile, kind, machine_type)
+    identity = {**_identity(profile, kind, machine_type, params, table.path), "folds": folds}
+    record = training.run_record(kind, settings.train_hop, config, identity)
+    folder = _run_dir(profile, kind, machine_type) / "out_of_fold"
+    with exclusive(folder, f"out-of-fold scores of {kind} on {machine_type}"):
+        saved = _saved_out_of_fold(folder, record)
+        if saved is not None:
+            return saved
+        fold_of = _folds(table, folds, profile.seed)
+        parts = []
+        for fold in range(folds):
+            train_idx = fold_of.index[fold_of != fold]
+            held_idx = fold_of.index[fold_of == fold]
+            clips = logmels.subset(train_idx)
+            set_seed(profile.seed + fold)
+            scaler = Scaler.fit(clips) if settings.normalise else None
+            model = models.build_model(kind, bn_momentum=profile.bn_momentum)
+            training.fit_autoencoder(
+                model, clips, kind, config, hop=settings.train_hop, scaler=scaler, verbose=0
+            )
+            held = logmels.subset(held_idx)
+            scores = scoring.score_clips(model, held, kind, settings.score_hop, scaler=scaler)
+            parts.append(table.loc[held_idx].assign(score=scores, role="out_of_fold", fold=fold))
+        result = pd.concat(parts).sort_index().drop(columns=["split"])
+        result.insert(0, "model", kind)
+        write_csv(result, folder / "scores.csv")
+        write_text(folder / "run.json", json.dumps({"record": record}, indent=1))
+    return result
+
+
+def _saved_out_of_fold(folder: Path, record: dict) -> pd.DataFrame | None:
+    """The out-of-fold scores saved for ``record``, or ``None`` (none, other run, damaged)."""
+    try:
+        if json.loads((folder / "run.json").read_text()).get("record") != record:
+            return None
+        saved = pd.read_csv(folder / "scores.csv")
+        saved["path"] = saved["path"].map(Path)
+        return tables.check_scores(saved, folder / "scores.csv")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None  # computed again, and written anew
+
+
+def validation_scores(
+    profile: Profile, machine_types=None, kinds=paper.MODEL_KINDS, progress: bool = False
+) -> pd.DataFrame:
+    """Scores of the held-out validation clips of every (model kind, machine type). Chapter 6.
+
+    Each model is trained, or loaded when it was trained before
+    (:func:`train_machine_type`); :func:`score_training_clips` scores its clips.
+    ``aadlib evaluate`` sets its decision thresholds from these.
+    """
+    parts = []
+    for kind in kinds:
+        for machine_type in data.check_machine_types(machine_types):
+            trained = train_machine_type(machine_type, kind, profile, verbose=0)
+            clips = score_training_clips(trained, profile, progress)
+            parts.append(clips[clips["role"] == "validation"])
+    return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------
+# Detectors beside the autoencoders (chapter 7)
+# --------------------------------------------------------------------------------------
+
+
+def _saved_scores(profile: Profile, kind: str, machine_type: str) -> pd.DataFrame | None:
+    """The test scores an autoencoder wrote, when still those of the current model and clips.
+
+    They are, when the run record in ``run.json`` is the one the profile's settings and
+    the current training files give (a retrained model deletes its old scores), and the
+    scores file lists the current test clips and is newer than each of them.
+    """
+    run_dir = _run_dir(profile, kind, machine_type)
+    scores_file, run_file = run_dir / "scores.csv", run_dir / "run.json"
+    if not (scores_file.is_file() and run_file.is_file()):
+        return None
+    clips = data.type_clips(profile.data_root, machine_type)
+    train = clips[(clips.split == "train") & (clips.label == "normal")].reset_index(drop=True)
+    test = clips[clips.split == "test"].reset_index(drop=True)
+    params = features.params_for(kind)
+    identity = _identity(profile, kind, machine_type, params, train.path)
+    record = training.run_record(
+        kind,
+        profile.model(kind, machine_type).train_hop,
+        _train_config(profile, kind, machine_type),
+        identity,
+    )
+    try:
+        if json.loads(run_file.read_text()).get("record") != record:
+            return None
+        written = scores_file.stat().st_mtime_ns
+        if any(Path(p).stat().st_mtime_ns > written for p in test.path):
+            return None
+        scores = tables.check_scores(pd.read_csv(scores_file), scores_file)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # anything unexpected: score again rather than trust the file
+    same_clips = list(scores["path"].astype(str)) == list(test["path"].astype(str))
+    if not same_clips or set(scores["model"]) != {kind}:
+        return None
+    return scores.assign(path=list(test["path"]))  # paths as score_machine_type gives them
+
+
+def autoencoder_scores(
+    profile: Profile, kinds=paper.MODEL_KINDS, machine_types=None
+) -> pd.DataFrame:
+    """Each autoencoder's scores of every test clip, reusing those saved with it. Chapters 7 to 9.
+
+    Chapters 3 to 5 train and score the autoencoders; a model whose folder holds the
+    scores it wrote for the current test clips (:func:`score_machine_type`) is not run
+    again. Otherwise the model is trained or loaded and scores the clips now.
+    """
+    parts = []
+    for kind in kinds:
+        paper.model_spec(kind)
+        for machine_type in data.check_machine_types(machine_types):
+            saved = _saved_scores(profile, kind, machine_type)
+            if saved is None:
+                trained = train_machine_type(machine_type, kind, profile, verbose=0)
+                saved = score_machine_type(trained, profile, progress=False)
+            parts.append(saved)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _detector_record(profile: Profile, params: FeatureParams, train_paths) -> dict:
+    """What identifies an ID classifier's training run (as JSON reads it back)."""
+    record = {
+        "settings": dataclasses.asdict(detectors.settings_for(profile).id_classifier),
+        "features": params.as_dict(),
+        "data": features.cache_key(train_paths, params),
+        "n_train_clips": len(train_paths),
+        "seed": profile.seed,
+        "aadlib": __version__,
+    }
+    return json.loads(json.dumps(record))
+
+
+def fit_detector(
+    profile: Profile, family: str, machine_type: str, *, refit: bool = False, verbose: int = 0
+):
+    """Fit a detector family on one machine type's normal training clips. Chapters 7, 8.
+
+    The detectors read the paper's log-mel features (the autoencoders' feature cache).
+    The Mahalanobis and GMM detectors fit in seconds and are fitted anew. A trained ID
+    classifier is saved under ``<results>/id-classifier/<machine_type>/`` and loaded by
+    a later call with the same settings and training files (``refit=True`` trains anew).
+    """
+    params = FeatureParams()
+    table, logmels = load_features(profile, machine_type, "train", "normal", params, False)
+    machine_ids = table["machine_id"].to_numpy()
+    detector = detectors.make_detector(family, profile, profile.seed)
+    if family != "id-classifier":
+        return detector.fit(logmels, machine_ids)
+    run_dir = profile.results / family / machine_type
+    record = _detector_record(profile, params, table.path)
+    settings = detectors.settings_for(profile).id_classifier
+    with exclusive(run_dir, f"training the ID classifier of {machine_type}"):
+        if not refit:
+            try:
+                saved = detectors.IdClassifierDetector.load(run_dir, record, settings, profile.seed)
+            except (OSError, ValueError, KeyError) as err:  # ModelFileError included
+                log.warning(
+                    "%s: the saved ID classifier cannot be used (%s); training again", run_dir, err
+                )
+                saved = None
+            if saved is not None:
+                return saved
+        detector.fit(logmels, machine_ids, verbose=verbose)
+        detector.save(run_dir, record)
+    return detector
+
+
+def _detector_scores(detector, clips: pd.DataFrame, logmels: LogMelSet) -> pd.DataFrame:
+    """The scores table of a fitted detector on some clips (one row per clip and score)."""
+    results = detector.scores(logmels, clips["machine_id"].to_numpy())
+    clips = clips.drop(columns=["split"])
+    scores = pd.concat(
+        [clips.assign(score=values, model=name) for name, values in results.items()],
+        ignore_index=True,
+    )
+    return scores[["model", *clips.columns, "score"]]
+
+
+def score_detector(detector, profile: Profile, machine_type: str) -> pd.DataFrame:
+    """Score every test clip of a machine type with a fitted detector. Chapter 7.
+
+    Returns a scores table (one row per clip and score name, ``model`` the score name,
+    e.g. ``"mahalanobis"``), also written to ``<results>/<family>/<machine_type>/scores.csv``.
+    """
+    clips, logmels = load_features(profile, machine_type, "test", None, FeatureParams(), False)
+    scores = _detector_scores(detector, clips, logmels)
+    write_csv(scores, profile.results / detector.family / machine_type / "scores.csv")
+    return scores
+
+
+def run_detector(
+    profile: Profile,
+    family: str,
+    machine_types=None,
+    *,
+    refit: bool = False,
+    verbose: int = 0,
+) -> detectors.DetectorRun:
+    """Fit and score a detector family on machine types; scores, timings and fits. Chapters 7, 9.
+
+    ``family`` is one of :data:`aadlib.detectors.DETECTOR_FAMILIES`. The scores table has
+    the format of :func:`score_machine_type` (so :mod:`aadlib.tables` reads it); the
+    timings give, per type, the seconds of the fit (the original fit's for a reused ID
+    classifier) and of scoring the test clips, reading their cached features included
+    but not extracting them. The data must be there
+    (:func:`prepare_data`).
+    """
+    if family not in detectors.DETECTOR_FAMILIES:
+        raise ValueError(
+            f"unknown detector {family!r}; choose one of {', '.join(detectors.DETECTOR_FAMILIES)}"
+        )
+    types = data.check_machine_types(machine_types)
+    parts, timings, fitted = [], [], {}
+    for machine_type in types:
+        detector = fit_detector(profile, family, machine_type, refit=refit, verbose=verbose)
+        params = FeatureParams()
+        clips, logmels = load_features(profile, machine_type, "test", None, params, False)
+        start = time.perf_counter()
+        scores = _detector_scores(detector, clips, logmels)
+        seconds = time.perf_counter() - start
+        write_csv(scores, profile.results / family / machine_type / "scores.csv")
+        timings.append(
+            {
+                "detector": family,
+                "machine_type": machine_type,
+                "fit_seconds": detector.fit_seconds,
+                "score_seconds": seconds,
+                "reused": bool(getattr(detector, "reused", False)),
+                "test_clips": int(scores["path"].nunique()),
+            }
+        )
+        parts.append(scores)
+        fitted[machine_type] = detector
+    return detectors.DetectorRun(pd.concat(parts, ignore_index=True), pd.DataFrame(timings), fitted)
+
+
+def id_accuracy_table(profile: Profile, fitted: dict) -> pd.DataFrame:
+    """How often ID classifiers assign test clips to their own machine, by label. Chapter 7.
+
+    ``fitted`` maps machine types to fitted :class:`aadlib.detectors.IdClassifierDetector`
+    (``run_detector(profile, "id-classifier").fitted``). One row per type: ``chance``
+    (one over its number of IDs) and the share of normal and of anomalous test clips
+    whose most probable ID is their own. Anomalies that blur a machine's identity lower
+    the second; that is what the classifier's anomaly score feeds on.
+    """
+    rows = []
+    for machine_type, detector in fitted.items():
+        clips, logmels = load_features(profile, machine_type, "test", None, FeatureParams(), False)
+        own = detector.predict_ids(logmels) == clips["machine_id"].to_numpy()
+        normal = (clips["label"] == "normal").to_numpy()
+        rows.append(
+            {
+                "machine_type": machine_type,
+                "chance": 1 / len(detector.ids),
+                "normal clips": float(own[normal].mean()),
+                "anomalous clips": float(own[~normal].mean()),
+            }
+        )
+    return pd.DataFrame(rows).set_index("machine_type")

@@ -253,3 +253,32 @@ def test_check_data_reports_every_bad_clip_before_training(tmp_path, make_wav):
         pipeline.check_data(profile, ["fan"], kinds=("dense", "cnn"))
     short.unlink()
     pipeline.check_data(profile, ["fan"])
+
+
+def test_profile_departures_list_what_each_profile_changes():
+    table = pipeline.profile_departures()
+    assert list(table.columns) == ["paper", *profiles.PROFILES]
+    # The full profile runs the paper's settings on the real data: nothing departs.
+    assert set(table.loc[table.index != "data", "full"]) == {"="}
+    quick = profiles.PROFILES["quick"]
+    for kind in ("baseline", "dense", "cnn"):
+        row = table.loc[f"{kind}: epochs at most"]
+        assert row["quick"] == str(quick.model(kind).epochs) != row["paper"]
+    assert table.loc["batch-norm momentum", "quick"] == str(quick.bn_momentum)
+    # Every per-type override appears as a row of its own.
+    for kind, machine_type in quick.overrides:
+        assert any(machine_type in s and s.startswith(kind) for s in table.index)
+
+
+def test_glue_hands_plain_numbers_to_myst_nb(monkeypatch):
+    import myst_nb
+
+    from aadlib import plots
+
+    seen = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.update({name: value}))
+    plots.glue("x", np.float64(2.5))
+    plots.glue("n", np.int64(3))
+    plots.glue("s", "words")
+    assert seen == {"x": 2.5, "n": 3, "s": "words"}
+    assert type(seen["x"]) is float and type(seen["n"]) is int

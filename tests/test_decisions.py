@@ -1,0 +1,396 @@
+"""Thresholds from normal scores, decisions and their costs (aadlib.decisions), and the
+held-out normal scores that thresholds are fitted on (aadlib.pipeline, chapter 6)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score
+
+from aadlib import decisions
+
+
+def gamma_sample(n, shape=4.0, scale=0.25, seed=0):
+    return np.random.default_rng(seed).gamma(shape, scale, size=n)
+
+
+# ------------------------------------------------------------------ thresholds
+
+
+def test_gamma_fit_is_the_maximum_likelihood_gamma_from_zero():
+    x = gamma_sample(40)
+    shape, loc, scale = decisions.gamma_fit(x)
+    assert loc == 0
+    # The likelihood equations of a gamma starting at 0: shape * scale is the mean, and
+    # log(shape) - digamma(shape) = log(mean) - mean(log x).
+    assert shape * scale == pytest.approx(x.mean(), rel=1e-6)
+    assert np.log(shape) - special.digamma(shape) == pytest.approx(
+        np.log(x.mean()) - np.log(x).mean(), rel=1e-5
+    )
+
+
+def test_gamma_threshold_is_the_fitted_quantile_and_recovers_a_known_distribution():
+    x = gamma_sample(40, seed=1)
+    shape, _, scale = decisions.gamma_fit(x)
+    assert decisions.gamma_threshold(x, 0.9) == pytest.approx(
+        stats.gamma.ppf(0.9, shape, scale=scale)
+    )
+    many = gamma_sample(20_000, shape=3.0, scale=2.0, seed=2)
+    assert decisions.gamma_threshold(many, 0.9) == pytest.approx(
+        stats.gamma.ppf(0.9, 3.0, scale=2.0), rel=0.02
+    )
+
+
+def test_gamma_threshold_with_a_free_location_is_the_dcase_baselines_rule():
+    # The baselines: scipy.stats.gamma.fit with every parameter free, then ppf(0.9).
+    x = gamma_sample(60, seed=3) + 1.0
+    shape, loc, scale = stats.gamma.fit(x)
+    expected = stats.gamma.ppf(0.9, shape, loc=loc, scale=scale)
+    assert decisions.gamma_threshold(x, 0.9, fixed_loc=None) == pytest.approx(expected, rel=1e-4)
+
+
+def test_percentile_threshold_is_the_empirical_quantile():
+    assert decisions.percentile_threshold(np.arange(11.0), 0.9) == pytest.approx(9.0)
+    x = gamma_sample(37, seed=4)
+    assert decisions.percentile_threshold(x, 0.8) == pytest.approx(np.percentile(x, 80))
+    assert decisions.fit_threshold(x, "percentile", 0.8) == decisions.percentile_threshold(x, 0.8)
+
+
+@pytest.mark.parametrize(
+    "scores, message",
+    [
+        ([0.5, 0.6, 0.7], "at least 5"),
+        ([0.5] * 8, "the same"),
+        ([0.0, 0.2, 0.3, 0.4, 0.5], "above it"),
+        ([0.2, 0.3, np.nan, 0.4, 0.5, 0.6], "missing"),
+    ],
+)
+def test_gamma_fit_refuses_what_it_cannot_fit(scores, message):
+    with pytest.raises(ValueError, match=message):
+        decisions.gamma_threshold(scores)
+
+
+def test_bad_rule_or_quantile_is_refused():
+    with pytest.raises(ValueError, match="rule"):
+        decisions.fit_threshold(gamma_sample(10), "median")
+    with pytest.raises(ValueError, match="quantile"):
+        decisions.percentile_threshold(gamma_sample(10), 90)
+
+
+# ------------------------------------------------------------------ decisions
+
+
+def test_confusion_counts_match_scikit_learn():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, size=200)
+    scores = rng.normal(size=200) + y
+    result = decisions.confusion(y, scores, 0.4)
+    flagged = scores > 0.4
+    tn, fp, fn, tp = confusion_matrix(y, flagged).ravel()
+    assert (result.tp, result.fp, result.tn, result.fn) == (tp, fp, tn, fn)
+    assert result.tpr == pytest.approx(recall_score(y, flagged))
+    assert result.recall == result.tpr
+    assert result.fpr == pytest.approx(fp / (fp + tn))
+    assert result.precision == pytest.approx(precision_score(y, flagged))
+    assert result.f1 == pytest.approx(f1_score(y, flagged))
+    matrix = result.matrix()
+    assert matrix.loc["normal clip", "flagged"] == fp
+    assert matrix.loc["anomalous clip", "passed"] == fn
+
+
+def test_a_score_equal_to_the_threshold_is_passed_and_labels_may_be_names():
+    result = decisions.confusion(["normal", "anomaly", "anomaly"], [1.0, 1.0, 2.0], 1.0)
+    assert (result.tp, result.fp, result.tn, result.fn) == (1, 0, 1, 1)
+
+
+def test_nothing_flagged_has_no_precision_and_zero_f1():
+    result = decisions.confusion([0, 1, 1], [0.1, 0.2, 0.3], 5.0)
+    assert np.isnan(result.precision)
+    assert result.f1 == 0.0 and result.tpr == 0.0 and result.fpr == 0.0
+
+
+def test_oracle_threshold_is_the_best_f1_over_every_possible_decision():
+    rng = np.random.default_rng(6)
+    y = np.repeat([0, 1], 60)
+    scores = np.round(rng.normal(size=120) + 1.2 * y, 1)  # rounded: ties included
+    best = decisions.oracle_threshold(y, scores)
+    # Every decision "score > t" is reached by t at a score value or below the lowest.
+    candidates = np.concatenate([[scores.min() - 1], np.unique(scores)])
+    brute = max(f1_score(y, scores > t) for t in candidates)
+    assert best.f1 == pytest.approx(brute)
+    assert best.f1 == pytest.approx(f1_score(y, scores > best.threshold))
+
+
+def test_oracle_threshold_separates_separable_scores():
+    best = decisions.oracle_threshold([0, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.9])
+    assert best.f1 == 1.0 and 0.3 < best.threshold < 0.7
+    youden = decisions.oracle_threshold([0, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.9], "youden")
+    assert youden.tpr - youden.fpr == 1.0
+
+
+def test_false_alarms_per_day_of_a_machine_checked_every_ten_seconds():
+    assert decisions.false_alarms_per_day(0.1) == pytest.approx(864.0)  # 8640 checks a day
+    assert decisions.false_alarms_per_day(0.01, seconds_between_checks=60) == pytest.approx(14.4)
+    assert decisions.fpr_for_alarms_per_day(1.0) == pytest.approx(1 / 8640)
+    np.testing.assert_allclose(
+        decisions.fpr_for_alarms_per_day(decisions.false_alarms_per_day([0.0, 0.05, 1.0])),
+        [0.0, 0.05, 1.0],
+    )
+    with pytest.raises(ValueError):
+        decisions.false_alarms_per_day(0.1, seconds_between_checks=0)
+
+
+def test_precision_at_prevalence_by_counting():
+    # 10,000 checks, 1 % of them of a faulty machine: 100 faults, 9,900 healthy checks.
+    # At TPR 0.8 and FPR 0.05: 80 true alarms and 495 false ones.
+    assert decisions.precision_at_prevalence(0.8, 0.05, 0.01) == pytest.approx(80 / (80 + 495))
+    assert decisions.precision_at_prevalence(0.8, 0.2, 0.5) == pytest.approx(0.8)
+    with pytest.raises(ValueError):
+        decisions.precision_at_prevalence(0.8, 0.05, 0.0)
+
+
+def test_cost_curve_by_hand():
+    normal, anomaly = [1.0, 2.0, 3.0, 4.0], [2.5, 5.0]
+    curve = decisions.cost_curve(
+        normal, anomaly, cost_false_alarm=1, cost_miss=10, prior=0.1, fpr_model="empirical"
+    )
+    row = curve[(curve.threshold > 2.0) & (curve.threshold < 2.5)].iloc[0]
+    # Above the threshold: normal 3, 4 (FPR 2/4) and both anomalies (TPR 1).
+    assert (row.fpr, row.tpr) == (0.5, 1.0)
+    assert row.cost == pytest.approx(1 * 0.9 * 0.5 + 10 * 0.1 * 0.0)
+    assert curve.threshold.is_monotonic_increasing
+    assert curve.fpr.iloc[0] == curve.tpr.iloc[0] == 1.0
+    assert curve.fpr.iloc[-1] == curve.tpr.iloc[-1] == 0.0
+
+
+def test_cost_threshold_follows_the_costs():
+    normal, anomaly = [1.0, 2.0, 3.0, 4.0], [2.5, 5.0]
+    common = dict(cost_false_alarm=1, fpr_model="empirical")
+    cheap_misses = decisions.cost_threshold(normal, anomaly, cost_miss=1, prior=0.01, **common)
+    assert cheap_misses.fpr == 0.0  # alarms cost more than the rare misses save
+    dear_misses = decisions.cost_threshold(normal, anomaly, cost_miss=1000, prior=0.1, **common)
+    assert dear_misses.tpr == 1.0
+    assert 2.0 < dear_misses.threshold < 2.5  # the highest threshold that catches both
+
+
+def test_cost_curve_with_a_gamma_model_of_the_normal_scores():
+    normal = gamma_sample(30, seed=10)
+    anomaly = gamma_sample(20, seed=11) + 0.7
+    costs = dict(cost_false_alarm=1.0, cost_miss=50.0, prior=0.02)
+    curve = decisions.cost_curve(normal, anomaly, **costs)
+    shape, _, scale = decisions.gamma_fit(normal)
+    np.testing.assert_allclose(curve.fpr, stats.gamma.sf(curve.threshold, shape, scale=scale))
+    # No threshold on a fine grid does better than the best candidate.
+    grid = np.linspace(0.0, anomaly.max() + 1, 4001)
+    fpr = stats.gamma.sf(grid, shape, scale=scale)
+    tpr = (anomaly[None, :] > grid[:, None]).mean(axis=1)
+    grid_cost = 1.0 * 0.98 * fpr + 50.0 * 0.02 * (1 - tpr)
+    best = decisions.cost_threshold(normal, anomaly, **costs)
+    assert best.cost <= grid_cost.min() + 1e-12
+    assert best.cost == pytest.approx(curve.cost.min())
+
+
+# ------------------------------------------------------------------ the trap
+
+
+def test_thresholds_from_the_training_clips_themselves_flag_new_normal_clips():
+    """A detector that memorises its training data scores those clips too low."""
+    rng = np.random.default_rng(7)
+    train, new = rng.normal(size=(150, 3)), rng.normal(size=(2000, 3))
+
+    def knn_score(points, exclude_self=False):
+        distances = np.linalg.norm(points[:, None, :] - train[None, :, :], axis=2)
+        if exclude_self:  # leave-one-out: a point's own copy is not its neighbour
+            np.fill_diagonal(distances, np.inf)
+        return np.sort(distances, axis=1)[:, :3].mean(axis=1)
+
+    in_sample = decisions.gamma_threshold(knn_score(train))
+    held_out = decisions.gamma_threshold(knn_score(train, exclude_self=True))
+    new_scores = knn_score(new)
+    all_normal = np.zeros(len(new), dtype=int)
+    fpr_in_sample = decisions.confusion(all_normal, new_scores, in_sample).fpr
+    fpr_held_out = decisions.confusion(all_normal, new_scores, held_out).fpr
+    assert in_sample < held_out
+    assert fpr_in_sample > 0.25  # the intended rate is 0.10
+    assert 0.04 < fpr_held_out < 0.18
+
+
+# ------------------------------------------------------------------ tables
+
+
+def reference_table():
+    rows = []
+    for machine_id, offset in ((0, 0.0), (2, 1.0)):
+        for score in gamma_sample(30, seed=machine_id) + offset:
+            rows.append({"machine_type": "fan", "machine_id": machine_id, "score": score})
+    return pd.DataFrame(rows)
+
+
+def test_thresholds_per_id_and_per_type():
+    reference = reference_table()
+    per_id = decisions.fit_thresholds(reference, per="id")
+    assert list(per_id.machine_id) == [0, 2]
+    for machine_id, row in per_id.set_index("machine_id").iterrows():
+        own = reference[reference.machine_id == machine_id].score
+        assert row.threshold == pytest.approx(decisions.gamma_threshold(own))
+        assert row.fitted_on == "ID" and row.n_reference == 30
+    per_type = decisions.fit_thresholds(reference, "percentile", per="type")
+    assert per_type.threshold.nunique() == 1
+    assert per_type.threshold.iloc[0] == pytest.approx(np.quantile(reference.score, 0.9))
+    assert set(per_type.n_reference) == {60}
+    assert (decisions.fit_thresholds(reference, per="auto").fitted_on == "ID").all()
+    auto = decisions.fit_thresholds(reference, per="auto", min_per_id=31)
+    assert (auto.fitted_on == "type").all()
+
+
+def test_an_id_without_reference_clips_gets_its_types_threshold_or_none():
+    reference = reference_table()
+    machines = pd.DataFrame({"machine_type": "fan", "machine_id": [0, 2, 6]})
+    per_type = decisions.fit_thresholds(reference, per="type", machines=machines)
+    assert list(per_type.machine_id) == [0, 2, 6] and per_type.threshold.nunique() == 1
+    auto = decisions.fit_thresholds(reference, per="auto", machines=machines)
+    assert (auto.fitted_on == "type").all()  # ID 6 has no clips: the type's threshold
+    per_id = decisions.fit_thresholds(reference, per="id", machines=machines).set_index(
+        "machine_id"
+    )
+    assert np.isnan(per_id.threshold[6]) and per_id.n_reference[6] == 0
+
+
+def test_too_few_reference_clips_give_no_threshold_and_say_so():
+    reference = reference_table().groupby("machine_id").head(3)
+    table = decisions.fit_thresholds(reference, per="id")
+    assert table.threshold.isna().all()
+    assert table.fitted_on.str.contains("too few").all()
+    pooled = decisions.fit_thresholds(reference, per="type")  # 6 clips: enough together
+    assert pooled.threshold.notna().all()
+
+
+def test_decision_table_counts_each_id_at_its_threshold():
+    rng = np.random.default_rng(8)
+    scores = pd.DataFrame(
+        {
+            "model": "dense",
+            "machine_type": "fan",
+            "machine_id": np.repeat([0, 2, 4], 40),
+            "label": np.tile(np.repeat(["normal", "anomaly"], 20), 3),
+        }
+    )
+    scores["score"] = rng.gamma(4, 0.25, size=len(scores)) + (scores.label == "anomaly") * 0.8
+    thresholds = pd.DataFrame(
+        {"machine_type": "fan", "machine_id": [0, 2], "threshold": [1.2, 1.5], "note": "x"}
+    )
+    table = decisions.decision_table(scores, thresholds, oracle=True)
+    assert list(table.machine_id) == [0, 2, 4] and len(table) == 3
+    for row in table[table.machine_id != 4].itertuples():
+        clips = scores[scores.machine_id == row.machine_id]
+        y = (clips.label == "anomaly").to_numpy()
+        flagged = clips.score.to_numpy() > row.threshold
+        assert (row.tp, row.fp) == ((flagged & y).sum(), (flagged & ~y).sum())
+        assert row.f1 == pytest.approx(f1_score(y, flagged))
+        assert row.false_alarms_per_day == pytest.approx(row.fpr * 8640)
+        assert row.oracle_f1 >= row.f1
+        assert row.note == "x" and row.n_normal == row.n_anomaly == 20
+    no_threshold = table[table.machine_id == 4].iloc[0]
+    assert np.isnan(no_threshold.threshold) and np.isnan(no_threshold.f1)
+
+
+def test_decide_gives_each_clip_its_outcome():
+    scores = pd.DataFrame(
+        {
+            "machine_type": "fan",
+            "machine_id": [0, 0, 0, 0, 2, 6],
+            "label": ["normal", "normal", "anomaly", "anomaly", "normal", "normal"],
+            "score": [0.5, 1.5, 0.9, 2.0, 3.0, 1.0],
+        }
+    )
+    thresholds = pd.DataFrame({"machine_type": "fan", "machine_id": [0, 2], "threshold": [1, 2]})
+    decided = decisions.decide(scores, thresholds)
+    expected = ["passed", "false alarm", "missed", "detected", "false alarm"]
+    assert list(decided.outcome[:5]) == expected
+    assert pd.isna(decided.outcome.iloc[5])  # ID 6 has no threshold
+    np.testing.assert_allclose(decided.margin[:5], [-0.5, 0.5, -0.1, 1.0, 1.0])
+    assert np.isnan(decided.margin.iloc[5])
+
+
+def test_decision_table_refuses_two_thresholds_for_one_id():
+    scores = pd.DataFrame(
+        {"machine_type": "fan", "machine_id": [0, 0], "label": ["normal", "anomaly"], "score": 1}
+    )
+    thresholds = pd.DataFrame({"machine_type": "fan", "machine_id": [0, 0], "threshold": [1, 2]})
+    with pytest.raises(ValueError, match="one row per"):
+        decisions.decision_table(scores, thresholds)
+
+
+def test_threshold_spread_of_an_order_statistic_follows_the_beta_law():
+    # The 10th smallest of 11 scores (the 0.9 quantile, no interpolation) leaves above it
+    # a share of the distribution that is Beta(2, 10), whatever the distribution.
+    spread = decisions.threshold_spread(
+        gamma_sample(200, seed=9), sizes=[11, 101], rule="percentile", n_draws=4000, level=0.8
+    )
+    small = spread.set_index("n").loc[11]
+    law = stats.beta(2, 10)
+    assert small.fpr_median == pytest.approx(law.median(), abs=0.01)
+    assert small.fpr_low == pytest.approx(law.ppf(0.1), abs=0.01)
+    assert small.fpr_high == pytest.approx(law.ppf(0.9), abs=0.015)
+    width = spread.fpr_high - spread.fpr_low
+    assert width.iloc[1] < width.iloc[0] / 2  # ten times the clips: a much tighter threshold
+    np.testing.assert_allclose(spread.target_fpr, 0.1)
+
+
+def test_decisions_do_not_load_tensorflow():
+    code = (
+        "import sys, aadlib.decisions\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------ held-out scores
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from aadlib import pipeline, profiles  # loads TensorFlow: only the slow tests need it
+
+    home = tmp_path_factory.mktemp("aadlib-home")
+    profile = profiles.resolve("tiny", home=home, data_root=home / "data", results=home / "results")
+    pipeline.prepare_data(profile, ["valve"], progress=False)
+    return profile
+
+
+@pytest.mark.slow
+def test_training_clips_are_marked_as_the_training_run_split_them(tiny):
+    from aadlib import pipeline, training
+
+    trained = pipeline.train_machine_type("valve", "dense", tiny, verbose=0)
+    clips = pipeline.score_training_clips(trained, tiny)
+    table, _ = pipeline.load_features(tiny, "valve", "train", "normal", progress=False)
+    assert list(clips.path) == list(table.path)
+    config = training.paper_config("dense", seed=tiny.seed)
+    _, held_out = training.split_clips(len(table), config.validation_fraction, tiny.seed)
+    assert set(clips.index[clips.role == "validation"]) == set(held_out)
+    assert (clips.score > 0).all() and (clips.label == "normal").all()
+    validation = pipeline.validation_scores(tiny, ["valve"], ["dense"])
+    np.testing.assert_allclose(validation.score, clips[clips.role == "validation"].score)
+
+
+@pytest.mark.slow
+def test_out_of_fold_scores_cover_every_clip_once_and_are_reused(tiny):
+    from aadlib import pipeline
+
+    first = pipeline.out_of_fold_scores("valve", "dense", tiny, folds=3)
+    table, _ = pipeline.load_features(tiny, "valve", "train", "normal", progress=False)
+    assert sorted(map(str, first.path)) == sorted(map(str, table.path))
+    per_id = first.groupby(["machine_id", "fold"]).size().unstack()
+    assert per_id.shape[1] == 3 and (per_id.max(axis=1) - per_id.min(axis=1) <= 1).all()
+    assert (first.role == "out_of_fold").all() and (first.score > 0).all()
+    again = pipeline.out_of_fold_scores("valve", "dense", tiny, folds=3)
+    np.testing.assert_allclose(again.score, first.score)
+    with pytest.raises(ValueError, match="folds"):
+        pipeline.out_of_fold_scores("valve", "dense", tiny, folds=50)
