@@ -27,6 +27,7 @@ __all__ = [
     "score_histogram",
     "roc_curves",
     "paper_vs_ours",
+    "averages_with_intervals",
     "reconstruction",
     "hourglass",
     "error_over_time",
@@ -35,7 +36,13 @@ __all__ = [
 #: Colours of normal and anomalous clips in every figure.
 LABEL_COLORS = {"normal": "#1f77b4", "anomaly": "#d62728"}
 #: Colours of the models in every figure.
-MODEL_COLORS = {"baseline": "#7f7f7f", "dense": "#1f77b4", "cnn": "#ff7f0e"}
+MODEL_COLORS = {
+    "baseline": "#7f7f7f",
+    "dense": "#1f77b4",
+    "cnn": "#ff7f0e",
+    "mahalanobis": "#2ca02c",
+    "gmm": "#9467bd",
+}
 
 
 def _sharp_inline_figures() -> None:
@@ -212,7 +219,7 @@ def paper_vs_ours(
     figsize=(9, 3.6),
     title=None,
 ):
-    """Per-type averages: the paper's bars beside ours, for each model. Chapter 5.
+    """Per-type averages: the paper's bars beside ours, for each model. Chapters 5, 9.
 
     ``comparison`` is :func:`aadlib.tables.comparison_table` output; where it holds
     confidence intervals (``<metric>_low``, ``<metric>_high``), our bars carry them.
@@ -247,6 +254,47 @@ def paper_vs_ours(
     ax.set_xticks(x, types)
     ax.set(ylabel=f"{'AUC' if metric == 'auc' else 'pAUC'} (%)", ylim=(40, 101), title=title)
     ax.legend(frameon=False, ncols=2 * len(models), fontsize="small", loc="upper left")
+    return fig, ax
+
+
+def averages_with_intervals(
+    per_id: pd.DataFrame,
+    models=None,
+    metric: str = "auc",
+    ax=None,
+    figsize=(9, 3.4),
+    title=None,
+):
+    """Each model's per-type average as a point with its 95 % interval. Chapter 9.
+
+    ``per_id`` is :func:`aadlib.tables.per_id_table` output with ``ci=True`` and a
+    ``model`` column; ``models`` picks and orders the models (default: all, as they come).
+    Overlapping intervals are a hint, not a test: a paired comparison decides.
+    """
+    fig, ax = _axes(ax, figsize)
+    rows = per_id[per_id["machine_id"] == "average"]
+    models = list(models) if models is not None else list(dict.fromkeys(rows["model"]))
+    types = list(dict.fromkeys(rows["machine_type"]))
+    x = np.arange(len(types))
+    step = 0.8 / len(models)
+    for m, model in enumerate(models):
+        part = rows[rows["model"] == model].set_index("machine_type").reindex(types)
+        error = [part[metric] - part[f"{metric}_low"], part[f"{metric}_high"] - part[metric]]
+        ax.errorbar(
+            x - 0.4 + step * (m + 0.5),
+            part[metric],
+            yerr=error,
+            fmt="o",
+            ms=4,
+            capsize=2,
+            lw=1,
+            color=MODEL_COLORS.get(model),
+            label=model,
+        )
+    ax.axhline(50, color="grey", lw=1, ls="--")
+    ax.set_xticks(x, types)
+    ax.set(ylabel=f"{'AUC' if metric == 'auc' else 'pAUC'} (%)", title=title)
+    ax.legend(frameon=False, ncols=len(models), fontsize="small", loc="lower left")
     return fig, ax
 
 

@@ -301,7 +301,7 @@ def table2_layout(per_id: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_table(ours: pd.DataFrame) -> pd.DataFrame:
-    """Our per-ID results beside the paper's Table 2, with the differences. Chapter 5.
+    """Our per-ID results beside the paper's Table 2, with the differences. Chapters 5, 9.
 
     Parameters
     ----------

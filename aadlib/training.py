@@ -58,6 +58,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+class _NoRetracingNotes(logging.Filter):
+    """Drop TensorFlow's "triggered tf.function retracing" notes: each model trained in one
+    process compiles its own step functions, which TensorFlow counts as retracing of one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NoRetracingNotes())
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training settings; the defaults are the paper's (batch size set per model). Chapter 3."""

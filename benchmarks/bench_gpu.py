@@ -750,7 +750,8 @@ def format_rates(rows: list[dict]) -> str:
     ]
     order = {name: i for i, name in enumerate(SETTINGS)}
     keys = list(dict.fromkeys((r["what"], r["setting"]) for r in steps))
-    keys.sort(key=lambda key: (keys.index(next(k for k in keys if k[0] == key[0])), order[key[1]]))
+    models = list(dict.fromkeys(what for what, _ in keys))  # in the order measured
+    keys.sort(key=lambda key: (models.index(key[0]), order[key[1]]))
     for what, setting in keys:
         cells = []
         for feed in feeds:
