@@ -61,6 +61,10 @@ def test_chapter_pages_show_their_outputs(html, chapter):
     # Library warnings printed into an output (e.g. TensorFlow's retracing warning) are
     # noise for the reader; the book's configuration drops stderr, these came elsewhere.
     assert not re.findall(r"WARNING:\w+:|\w+Warning:", page)
+    # Glued numbers appear as numbers: no NumPy repr, no unrendered glue role.
+    assert "np.float" not in page and "np.int" not in page and "{glue" not in page
+    # Folders print relative to AADLIB_HOME: the build machine's paths are not the reader's.
+    assert str(ROOT) not in page and os.environ.get("AADLIB_HOME", str(ROOT)) not in page
     figures = re.findall(r'<img [^>]*src="(?:\.\./)?_images/[^"]+\.png"', page)
     assert len(figures) >= 2, f"{chapter}: figures missing"
     for src in re.findall(r'src="((?:\.\./)?_images/[^"]+)"', page):
@@ -98,3 +102,135 @@ def test_rebuild_uses_the_execution_cache(html):
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Executing notebook" not in result.stdout
+
+
+# --- Reading comfort: offline math, wide outputs, badge fallback, author-year bibliography ---
+
+BIB = ROOT / "book" / "references.bib"
+STATIC = ROOT / "book" / "_static"
+#: Keys the chapters cite, and the data and code the book depends on.
+REQUIRED_KEYS = {
+    "coelho2022", "koizumi2020dcase", "koizumi2019toyadmos", "purohit2019mimii",
+    "ioffe2015batchnorm", "kingma2015adam", "mcclish1989", "mcfee2015librosa",
+    "morita2020dcase", "liu2022stgram", "choi2024noisyarcmix", "kawaguchi2021dcase",
+    "dohi2022dcase", "dohi2023dcase", "nishida2024dcase", "ledoit2004", "hanley1982",
+    "efron1993", "delong1988", "sandler2018mobilenetv2",
+    "dcase2020dev", "dcase2020additional", "dcase2020eval", "ribeiro2020code",
+    "nakamura2020baseline",
+}  # fmt: skip
+
+
+def _bib_entries():
+    database = pytest.importorskip("pybtex.database")
+    return database.parse_file(str(BIB)).entries
+
+
+def _bibstyle():
+    """The book's local Sphinx extension that registers the author-year styles."""
+    pytest.importorskip("sphinxcontrib.bibtex")
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        import aad_bibstyle
+    finally:
+        sys.path.pop(0)
+    return aad_bibstyle
+
+
+def test_bibliography_entries_have_links_and_the_data_and_code():
+    entries = _bib_entries()
+    assert REQUIRED_KEYS <= set(entries), REQUIRED_KEYS - set(entries)
+    for key, entry in entries.items():
+        assert "doi" in entry.fields or "url" in entry.fields, f"{key}: no DOI or URL"
+        assert entry.persons.get("author"), f"{key}: no author"
+        assert "year" in entry.fields, f"{key}: no year"
+    assert entries["dcase2020dev"].fields["doi"] == "10.5281/zenodo.3678171"
+    assert entries["dcase2020additional"].fields["doi"] == "10.5281/zenodo.3727685"
+    assert entries["dcase2020eval"].fields["doi"] == "10.5281/zenodo.3841772"
+    assert "APILASTRI/DCASE_Task2_UMINHO" in entries["ribeiro2020code"].fields["url"]
+    assert "y-kawagu/dcase2020_task2_baseline" in entries["nakamura2020baseline"].fields["url"]
+
+
+def test_bibliography_style_is_author_year():
+    """The list reads "Coelho, G., ... (2021). Title. Venue. https://doi.org/...", its labels
+    are author-year, unique, with letters where one author group has several works a year."""
+    style = _bibstyle().AuthorYearStyle()
+    entries = list(_bib_entries().values())
+    formatted = {f.key: f for f in style.format_entries(entries)}
+    labels = [f.label for f in formatted.values()]
+    assert len(set(labels)) == len(labels), "labels must be unique"
+    assert all(re.search(r", (\d{4}[a-z]?|n\.d\.)$", label) for label in labels), labels
+    assert formatted["coelho2022"].label == "Coelho et al., 2021"
+    assert formatted["ioffe2015batchnorm"].label == "Ioffe and Szegedy, 2015"
+    assert formatted["mcclish1989"].label == "McClish, 1989"
+    koizumi = sorted(
+        f.label for f in formatted.values() if f.label.startswith("Koizumi et al., 2020")
+    )
+    assert koizumi == [f"Koizumi et al., 2020{c}" for c in "abcd"]
+    text = formatted["coelho2022"].text.render_as("text")
+    assert text.startswith("Coelho, G., Pereira, P., Matos, L.,"), text
+    assert "Pilastri, A. (2021). Deep Dense and Convolutional Autoencoders" in text
+    assert text.endswith("https://doi.org/10.1007/978-3-030-79150-6_27")
+    data = formatted["dcase2020additional"].text.render_as("text")
+    assert "et al. (2020" in data and "zenodo.3727685" in data
+
+
+def test_book_config_serves_math_and_assets_offline():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    sphinx = config["sphinx"]
+    assert "sphinx-mathjax-offline" in sphinx["extra_extensions"]
+    assert (ROOT / sphinx["local_extensions"]["aad_bibstyle"] / "aad_bibstyle.py").exists()
+    conf = sphinx["config"]
+    assert conf["bibtex_default_style"] == "authoryear"
+    assert conf["bibtex_reference_style"] == "author_year_suffixed"
+    for static in conf["html_static_path"]:
+        assert (ROOT / static).is_dir(), static
+    for name in conf["html_css_files"] + conf["html_js_files"]:
+        assert (STATIC / name).exists(), name
+
+
+@pytest.mark.slow
+def test_math_is_served_from_static_not_a_cdn(html):
+    """Formulas render in a book built and read without a network."""
+    pages = [
+        p for p in html.rglob("*.html") if "_static" not in p.parts and "reports" not in p.parts
+    ]
+    with_math = [p for p in pages if "math notranslate" in p.read_text(encoding="utf-8")]
+    assert with_math, "no page with math"
+    for page in with_math:
+        text = page.read_text(encoding="utf-8")
+        scripts = re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', text, flags=re.I)
+        assert scripts, f"{page.name}: MathJax not loaded"
+        for src in scripts:
+            assert src.split("?")[0].endswith("_static/mathjax/tex-chtml.js"), src
+            assert not src.startswith(("http:", "https:", "//")), src
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
+    assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r'<script[^>]*src="(https?:)?//[^"]*mathjax', text, flags=re.I)
+
+
+@pytest.mark.slow
+def test_pages_load_the_reading_comfort_assets(html):
+    for chapter in toc_files():
+        page = (html / f"{chapter}.html").read_text(encoding="utf-8")
+        assert re.search(r'<link[^>]*href="[^"]*_static/aad\.css', page), chapter
+        assert re.search(r'<script[^>]*src="[^"]*_static/aad\.js', page), chapter
+    assert (html / "_static" / "aad.css").exists() and (html / "_static" / "aad.js").exists()
+
+
+@pytest.mark.slow
+def test_bibliography_page_lists_every_entry_author_year(html):
+    page = (html / "book/bibliography.html").read_text(encoding="utf-8")
+    items = re.findall(r'<div class="citation" id="[^"]+" role="doc-biblioentry">(.*?)</div>',
+                       page, flags=re.S)  # fmt: skip
+    assert len(items) == len(_bib_entries()), "every entry of references.bib is listed"
+    for item in items:
+        label = re.search(r'<span class="label">(.*?)</span></span>', item, flags=re.S)
+        assert label and re.search(r"\d{4}[a-z]?<span", label.group(1)), item[:200]
+        assert re.search(r'href="https?://', item), f"no DOI or URL: {item[:200]}"
+    assert "https://doi.org/10.5281/zenodo.3678171" in page
+    intro = (html / "book/intro.html").read_text(encoding="utf-8")
+    assert re.search(r"Coelho\s*<em>et al\.</em>, 20\d\d", intro)
