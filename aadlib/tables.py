@@ -293,7 +293,11 @@ def table2_layout(per_id: pd.DataFrame) -> pd.DataFrame:
     wide = per_id.pivot_table(
         index=["machine_type", "machine_id"], columns="model", values=["auc", "pauc"], sort=False
     )
-    wide = wide.swaplevel(0, 1, axis=1).sort_index(axis=1, level=0, sort_remaining=False)
+    present = list(dict.fromkeys(per_id["model"]))
+    kinds = {k: i for i, k in enumerate(MODEL_KINDS)}  # Table 2's order, other detectors after
+    models = sorted(present, key=lambda m: (kinds.get(m, len(kinds)), present.index(m)))
+    wide = wide.swaplevel(0, 1, axis=1)
+    wide = wide.reindex(columns=pd.MultiIndex.from_product([models, ["auc", "pauc"]]))
     wide = wide.rename(columns={"auc": "AUC", "pauc": "pAUC"}, level=1)
     return wide.reindex(
         pd.MultiIndex.from_frame(per_id[["machine_type", "machine_id"]].drop_duplicates())
@@ -382,16 +386,10 @@ def per_kind_table(
 
 
 def with_intervals(table: pd.DataFrame, metric: str = "auc", digits: int = 1) -> pd.Series:
-    """``metric`` and its interval as text, e.g. ``"78.3 (74.1-82.0)"``, for display. Chapter 5."""
+    """``metric`` and its interval as text, e.g. ``"78.3 [74.1, 82.0]"``, for display. Chapter 5."""
     value, low, high = (table[c] for c in (metric, f"{metric}_low", f"{metric}_high"))
-    return (
-        value.map(f"{{:.{digits}f}}".format)
-        + " ("
-        + low.map(f"{{:.{digits}f}}".format)
-        + "-"
-        + high.map(f"{{:.{digits}f}}".format)
-        + ")"
-    )
+    number = f"{{:.{digits}f}}".format
+    return value.map(number) + " [" + low.map(number) + ", " + high.map(number) + "]"
 
 
 @dataclass

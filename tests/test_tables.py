@@ -118,12 +118,15 @@ def test_table2_layout_shape_and_values():
     table = per_id_table(_scores_frame(seed=2, with_model=True))
     wide = table2_layout(table)
     assert wide.shape == (8, 4)  # 5 IDs + 3 averages; 2 models x (AUC, pAUC)
-    assert set(wide.columns) == {
+    # The paper's column order (Dense AE, then CNN AE), whatever order the rows come in.
+    assert list(wide.columns) == [
         ("dense", "AUC"),
         ("dense", "pAUC"),
         ("cnn", "AUC"),
         ("cnn", "pAUC"),
-    }
+    ]
+    reversed_rows = table2_layout(table.iloc[::-1])
+    assert list(reversed_rows.columns) == list(wide.columns)
     assert list(wide.index.names) == ["machine_type", "machine_id"]
     assert list(wide.index.get_level_values(0)) == [
         "ToyCar",
@@ -264,4 +267,4 @@ def test_with_intervals_formats_value_and_bounds():
     frame = pd.DataFrame(
         {"auc": [78.34, 50.0], "auc_low": [74.06, 41.25], "auc_high": [82.0, 59.99]}
     )
-    assert list(with_intervals(frame)) == ["78.3 (74.1-82.0)", "50.0 (41.2-60.0)"]
+    assert list(with_intervals(frame)) == ["78.3 [74.1, 82.0]", "50.0 [41.2, 60.0]"]
