@@ -236,7 +236,12 @@ def _load_trained(kind, machine_type, run_dir: Path, record: dict) -> TrainedMod
     if not run_file.exists():
         return None
     try:
-        summary = json.loads(run_file.read_text())
+        try:
+            summary = json.loads(run_file.read_text())
+        except ValueError as err:
+            raise ValueError(f"run.json is not valid JSON: {err}") from err
+        if not isinstance(summary, dict):
+            raise ValueError("run.json does not hold a run record")
         if summary.get("record") != record:
             return None
         written = summary["files"]
