@@ -8,8 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import ROOT, toc_files
+
+from aadlib import paper, profiles
+
+#: How a notebook's failing cell shows in the build's output.
+_CELL_ERRORS = ("An error occurred while executing", "CellExecutionError", "Exception encountered")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,12 @@ def html(tmp_path_factory) -> Path:
         details = ""
         if reports.exists():
             details = "\n".join(p.read_text()[-3000:] for p in reports.rglob("*.err.log"))
-        log = f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}\n{details}"
+        output = f"{result.stdout}\n{result.stderr}"
+        # The failing cell's error, which the build prints well before its own traceback.
+        first = min(
+            (i for i in (output.find(m) for m in _CELL_ERRORS) if i >= 0), default=len(output)
+        )
+        log = f"{output[first : first + 6000]}\n...\n{output[-3000:]}\n{details}"
         pytest.fail(f"jupyter-book build failed:\n{log}")
     return out / "_build" / "html"
 
@@ -72,6 +83,18 @@ def test_chapter_pages_show_their_outputs(html, chapter):
     assert "solution" in page and "exercise" in page
     assert "colab.research.google.com" in page
     assert "cell_output" in page
+
+
+@pytest.mark.slow
+def test_the_books_run_detects_the_planted_anomalies(html):
+    """The method works: in the run the book made (quick profile, its own results folder),
+    the Dense AE's average AUC is well above chance on every machine type."""
+    profile = profiles.resolve("quick")
+    table = pd.read_csv(profile.results / "table.csv", dtype={"machine_id": str})
+    averages = table[table.machine_id == "average"]
+    assert set(averages.model) == set(paper.MODEL_KINDS)
+    dense = averages[averages.model == "dense"].set_index("machine_type").auc
+    assert len(dense) == 6 and (dense > 70).all(), dense
 
 
 @pytest.mark.slow

@@ -105,17 +105,6 @@ def test_reproduction_report_puts_ours_beside_the_paper(experiment, tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_profile_detects_planted_anomalies(tmp_path):
-    """The method works: on the quick synthetic set the Dense AE is well above chance."""
-    # In `make test` this is the book's home: the model that chapter 3 trains is reused
-    # when its run record matches (or trained here, under the same lock, when not).
-    quick = profiles.resolve("quick", home=os.environ.get("AADLIB_HOME") or tmp_path)
-    scores = pipeline.run_experiment(quick, ["slider"], ("dense",), log=None)
-    average = tables.per_id_table(scores).set_index("machine_id").loc["average"]
-    assert average.auc > 70, average
-
-
-@pytest.mark.slow
 def test_cli_reproduce_runs_a_full_size_type_with_capped_training(tmp_path):
     """`aadlib reproduce` on the full-size synthetic set (one type), training capped for a CPU.
 
