@@ -19,12 +19,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 #: The modules, from the bottom layer up.
 __all__ = [
     "paper",
+    "wording",
     "data",
     "reference",
     "profiles",
     "features",
+    "soundmodel",
     "synth",
     "download",
+    "folders",
+    "realclips",
     "batches",
     "models",
     "training",

@@ -58,7 +58,8 @@ def summary(obj) -> str:
     doc = inspect.getdoc(obj) or ""
     first = doc.split("\n\n")[0].replace("\n", " ")
     first = re.sub(r":\w+:`~?([^`]+)`", r"\1", first).replace("``", "")
-    return first.split(". ")[0].rstrip(".") + "."
+    # the first sentence ends at ". ", but not after an abbreviation such as "e.g."
+    return re.split(r"(?<!\be\.g)(?<!\bi\.e)\. ", first)[0].rstrip(".") + "."
 
 
 def chapters_named(obj) -> list[int]:
@@ -96,3 +97,101 @@ def chapter_uses(notebooks: list[Path]) -> dict[tuple[str, str], list[int]]:
         for module, attribute in pattern.findall(code):
             uses.setdefault((module, attribute), set()).add(chapter)
     return {key: sorted(value) for key, value in uses.items()}
+
+
+def chapters_calling(
+    uses: dict[tuple[str, str], list[int]], module: str, name: str | None = None
+) -> list[int]:
+    """The chapters whose code calls ``module.name`` (any name of it when ``name`` is None).
+
+    ``uses`` is :func:`chapter_uses`'s answer. The Library map's two tables list chapters by
+    this one rule, so a module's chapters are exactly the union of its names' chapters.
+    """
+    return sorted(
+        {c for (m, n), found in uses.items() if m == module and name in (None, n) for c in found}
+    )
+
+
+def module_rows(uses: dict[tuple[str, str], list[int]]) -> list[dict[str, object]]:
+    """One row per public module for the Library map: summary, imports, size, chapters.
+
+    ``uses`` is :func:`chapter_uses`'s answer.
+    """
+    rows = []
+    for name in modules():
+        module, imported = importlib.import_module(f"aadlib.{name}"), imports_of(name)
+        rows.append(
+            {
+                "module": f"aadlib.{name}",
+                "what it does": summary(module),
+                "imports (aadlib)": ", ".join(m for m in modules() if m in imported),
+                "lines": lines_of(name),
+                "chapters calling it": ", ".join(map(str, chapters_calling(uses, name))),
+            }
+        )
+    return rows
+
+
+def name_rows(name: str, uses: dict[tuple[str, str], list[int]]) -> list[dict[str, str]]:
+    """One row per public name of module ``name``: its summary and the chapters calling it."""
+    module = importlib.import_module(f"aadlib.{name}")
+    rows = []
+    for public in public_names(name):
+        obj = getattr(module, public)
+        rows.append(
+            {
+                "name": f"{name}.{public}",
+                "what it is": summary(obj) if callable(obj) else "a constant",
+                "chapters calling it": ", ".join(map(str, chapters_calling(uses, name, public))),
+            }
+        )
+    return rows
+
+
+_ROLE = re.compile(r"\{[\w:-]+\}`(?:([^`<]*?)\s*<[^`>]+>|([^`]*))`")
+
+
+def _plain_myst(text: str) -> str:
+    """MyST roles as text: ``{term}`a <b>``` -> ``a``; ``{doc}`../book/setup``` -> ``Setup``."""
+
+    def plain(match: re.Match) -> str:
+        if match.group(1):
+            return match.group(1)
+        target = match.group(2)
+        return target.rsplit("/", 1)[-1].replace("_", " ").capitalize() if "/" in target else target
+
+    return _ROLE.sub(plain, text).strip()
+
+
+def chapter_outline(path: Path) -> dict[str, object]:
+    """What a chapter's first cell promises, for the course map of "Teaching with this book".
+
+    Returns the chapter's ``number``, ``title``, ``outcomes`` (the numbered list after "you
+    will be able to"), ``time`` (its "Time to learn"), the ``necessary`` and ``helpful``
+    prerequisites of its table, and its ``exercises`` (labels, in order) and how many of
+    them are ``explore`` exercises.
+    """
+    import nbformat  # the book's dependency, not the library's
+
+    cells = nbformat.read(path, as_version=4).cells
+    first = cells[0].source if cells else ""
+    text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    title = re.search(r"^# (.+)$", first, re.MULTILINE)
+    able = first.split("you will be able to:", 1)
+    time = re.search(r"\*\*Time to learn\*\*:\s*(.+?)\.?\s*$", first, re.MULTILINE)
+    needs: dict[str, list[str]] = {"Necessary": [], "Helpful": []}
+    for concept, importance in re.findall(r"^\| (.+?) \| (Necessary|Helpful) \|", first, re.M):
+        needs[importance].append(_plain_myst(concept))
+    exercises = re.findall(r"\{exercise\}[^\n]*\n:label: (\S+)\n+(\*Explore\.\*)?", text)
+    return {
+        "number": int(path.name[:2]),
+        "title": title.group(1).strip() if title else path.stem,
+        "outcomes": [_plain_myst(item) for item in re.findall(r"^\d+\. (.+)$", able[-1], re.M)]
+        if len(able) == 2
+        else [],
+        "time": time.group(1) if time else "",
+        "necessary": needs["Necessary"],
+        "helpful": needs["Helpful"],
+        "exercises": [label for label, _ in exercises],
+        "explore": sum(1 for _, explore in exercises if explore),
+    }

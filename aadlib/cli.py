@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, decisions, paper, profiles, tables
-from ._io import write_csv
+from . import data, decisions, folders, metrics, paper, profiles, tables
+from ._storage import write_csv
 from .download import DownloadError, download_dcase2020, downloaded_clips
 from .synth import generate_dataset
 
@@ -34,29 +35,43 @@ COMMANDS_HELP = """commands:
   evaluate   train if needed, score the test clips, print per-ID AUC/pAUC
   report     print the saved results and save their comparison with the paper
   reproduce  all of the above: our Table 2 beside the paper's, as CSV and figure
+  layout     lay out plain normal/ and abnormal/ recordings for --profile folder
 
 The benchmarks are not part of the package: `make bench` in a checkout.
 """
 
 
-def _positive_int(text: str) -> int:
+#: Upper bounds of the numeric options, checked when the command line is parsed: a seed
+#: must fit NumPy's generators (below 2**32); the others are far beyond any useful run.
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 100_000
+MAX_STEPS = 10_000_000
+MAX_HOP = 100_000  # frames (about 53 minutes of audio)
+
+
+def _whole_number(text: str, low: int, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+    if value > high:
+        raise argparse.ArgumentTypeError(f"must be at most {high:,}, not {value:,}")
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+def _bounded(low: int, high: int):
+    """An argparse ``type``: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        return _whole_number(text, low, high)
+
+    parse.__name__ = "whole number"  # argparse names the type in its own messages
+    return parse
+
+
+_seed = _bounded(0, MAX_SEED)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -85,10 +100,10 @@ def _types(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--types",
         nargs="+",
-        choices=data.MACHINE_TYPES,
         default=None,
         metavar="TYPE",
-        help=f"machine types (default: all of {', '.join(data.MACHINE_TYPES)})",
+        help=f"machine types (default: all of {', '.join(data.MACHINE_TYPES)}; with "
+        "--profile folder, every type folder of --data-root)",
     )
 
 
@@ -97,6 +112,29 @@ def _overwrite(parser: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="let the generator replace files in the data folder that it did not write",
+    )
+
+
+def _layout_parser(sub) -> None:
+    """The ``layout`` command's options."""
+    p = sub.add_parser(
+        "layout",
+        help="lay out plain normal/ and abnormal/ recordings for --profile folder",
+        description="Copy SRC/normal/*.wav and SRC/abnormal/*.wav into DST in the DCASE layout "
+        "(DST/TYPE/{train,test}/...): the normal recordings, in name order, are cut into "
+        "--folds blocks; block --fold is tested with every abnormal recording, the others "
+        "train. Run each fold into its own DST to test every normal clip once.",
+    )
+    p.add_argument("source", type=Path, metavar="SRC", help="folder with normal/ and abnormal/")
+    p.add_argument("target", type=Path, metavar="DST", help="data root to write")
+    p.add_argument("--type", default="fan", help="machine-type name (default fan)")
+    p.add_argument("--id", type=_bounded(0, 99), default=0, help="machine ID, 0 to 99 (default 0)")
+    p.add_argument("--folds", type=_bounded(2, 1000), default=2, help="folds (default 2)")
+    p.add_argument(
+        "--fold", type=_bounded(0, 999), default=0, help="the fold to test, from 0 (default 0)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace clips of this type and ID in DST"
     )
 
 
@@ -151,17 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--retrain", action="store_true", help="ignore trained models")
         p.add_argument(
-            "--epochs", type=_positive_int, default=None, help="cap on epochs (every model)"
+            "--epochs",
+            type=_bounded(1, MAX_EPOCHS),
+            default=None,
+            help="cap on epochs (every model)",
         )
         p.add_argument(
             "--steps-per-epoch",
-            type=_positive_int,
+            type=_bounded(1, MAX_STEPS),
             default=None,
             help="cap on batches per epoch (a quick run of a full-size profile on a CPU)",
         )
         p.add_argument(
             "--score-hop",
-            type=_positive_int,
+            type=_bounded(1, MAX_HOP),
             default=None,
             help="frames between scored windows (default: the profile's)",
         )
@@ -171,12 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
             default=0,
             help="training seed: split, shuffles, weights (default 0)",
         )
+        p.add_argument(
+            "--mix-down",
+            choices=["first", "mean"],
+            default=None,
+            help="clips with several channels: keep the first channel or average them "
+            "(default: refuse them)",
+        )
+
+    _layout_parser(sub)
 
     p = sub.add_parser("report", help="print the saved results and save the comparison")
     _common(p)
     p.add_argument(
         "--pauc",
-        choices=["mcclish", "dcase"],
+        choices=metrics.PAUC_DEFINITIONS,
         default="mcclish",
         help="pAUC definition of the printed table (mcclish: as the paper's Table 2)",
     )
@@ -197,6 +247,8 @@ def _profile(args) -> profiles.Profile:
         profile = profile.with_models(score_hop=args.score_hop)
     if getattr(args, "steps_per_epoch", None):
         profile = profile.replace(steps_per_epoch=args.steps_per_epoch)
+    if getattr(args, "mix_down", None):
+        profile = profile.replace(mix_down=args.mix_down)
     return profile
 
 
@@ -218,23 +270,69 @@ class _Messages(logging.Handler):
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (DownloadError, OSError, ValueError)
 
 
+#: What to do about the operating system's errors that name a path but no remedy.
+_OS_REMEDIES = {
+    errno.ENOSPC: "no space left on device. Free space there, or choose a folder on a disk "
+    "with room (--results, --data-root or AADLIB_HOME)",
+    errno.EDQUOT: "disk quota exceeded. Free space there, or choose a folder on a disk with "
+    "room (--results, --data-root or AADLIB_HOME)",
+    errno.ENOTDIR: "a file stands where a folder is needed. Move that file away, or choose "
+    "another folder (--results, --data-root or AADLIB_HOME)",
+    errno.EEXIST: "a file stands where a folder is needed. Move that file away, or choose "
+    "another folder (--results, --data-root or AADLIB_HOME)",
+    errno.EISDIR: "a folder stands where aadlib reads or writes a file. Move that folder "
+    "away, then run again",
+    errno.EROFS: "the file system is read-only. Choose a writable folder (--results or "
+    "AADLIB_HOME)",
+    errno.EACCES: "permission denied. Make it writable, or choose another folder (--results, "
+    "--data-root or AADLIB_HOME)",
+    errno.EPERM: "operation not permitted. Make it writable, or choose another folder "
+    "(--results, --data-root or AADLIB_HOME)",
+    errno.ENOENT: "no such file or folder. Check the path",
+}
+
+
+def describe_error(err: BaseException) -> str:
+    """The one line a user reads for an expected error: the path, the cause, the remedy.
+
+    aadlib's own errors say all of that already; an operating system's error (``[Errno
+    20] Not a directory: '...'``) gets the path it names and what to do.
+    """
+    text = str(err)
+    if isinstance(err, OSError) and err.errno in _OS_REMEDIES and text.startswith("[Errno"):
+        path = err.filename2 or err.filename
+        where = f"{path}: " if path is not None else ""
+        return f"{where}{_OS_REMEDIES[err.errno]}"
+    return text
+
+
 def main(argv=None) -> int:
-    """Run one command (``argv`` or the process's arguments); return its exit code."""
+    """Run one command (``argv`` or the process's arguments); return its exit code.
+
+    Run as the program (``argv`` not given), a failure ends the process at once after
+    its message: threads that TensorFlow still runs cannot abort it on the way out.
+    """
     args = build_parser().parse_args(argv)
     handler = _Messages(args.command)
     logger = logging.getLogger("aadlib")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    code = 1
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except EXPECTED_ERRORS as err:
-        print(f"aadlib {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        print(f"aadlib {args.command}: error: {describe_error(err)}", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print(f"aadlib {args.command}: interrupted; run it again to resume.", file=sys.stderr)
-        return 130
+        code = 130
     finally:
         logger.removeHandler(handler)
+    if argv is None and code != 0 and "tensorflow" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_synth(args) -> int:
@@ -309,31 +407,73 @@ def _load_tensorflow() -> None:
         tf.config.list_physical_devices("GPU")
 
 
+#: The files a training command writes into the profile's results folder.
+_SUMMARY_FILES = ("scores.csv", "table.csv", "timings.csv", "decisions.csv")
+
+
+def _check_folders(args, profile: profiles.Profile) -> None:
+    """Refuse, before any work, folders that a run could only fail on later.
+
+    A data root given for real data must exist (no data set is made there); a results
+    folder, or the summary files in it, must not be blocked by a file or a folder.
+    """
+    given = args.data_root or os.environ.get("AADLIB_DATA_ROOT")
+    if given and profile.data != "synthetic" and not profile.data_root.exists():
+        raise FileNotFoundError(
+            f"data root {profile.data_root} does not exist; profile {profile.name} reads "
+            "existing data and makes none. Check the path (--data-root or AADLIB_DATA_ROOT), "
+            f"or download the real set there with `aadlib download --data-root "
+            f"{profile.data_root}`"
+        )
+    folder = profile.results
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(
+            f"{folder} is a file, not a folder, so results cannot go into {profile.results}; "
+            "move it away or choose another folder (--results or AADLIB_RESULTS)"
+        )
+    for name in _SUMMARY_FILES:
+        if (profile.results / name).is_dir():
+            raise IsADirectoryError(
+                f"{profile.results / name} is a folder where aadlib writes its {name}; move "
+                "it away or choose another folder (--results or AADLIB_RESULTS)"
+            )
+
+
 def _run(args) -> tuple[profiles.Profile, pd.DataFrame]:
     _load_tensorflow()
-    from .pipeline import prepare_data, run_experiment  # loads TensorFlow: only to train
+    from .pipeline import run_experiment  # loads TensorFlow: only to train
 
     profile = _profile(args)
+    _check_folders(args, profile)
     print(f"profile {profile.name}: {profile.description}")
     print(f"device: {profiles.describe_device()}")
-    prepare_data(profile, args.types, progress=sys.stderr.isatty(), overwrite=args.overwrite)
-    scores = run_experiment(
+    scores = run_experiment(  # prepares the data (once: each of its messages once)
         profile,
         args.types,
         args.models,
         retrain=args.retrain,
         verbose="auto" if sys.stdout.isatty() else 0,
+        overwrite=args.overwrite,
     )
     return profile, scores
 
 
 def cmd_train(args) -> int:
     _load_tensorflow()
-    from .pipeline import prepare_data, train_machine_type  # loads TensorFlow: only to train
+    from .pipeline import (  # loads TensorFlow: only to train
+        check_data,
+        machine_types_of,
+        prepare_data,
+        train_machine_type,
+    )
 
     profile = _profile(args)
-    types = data.check_machine_types(args.types)
+    _check_folders(args, profile)
+    types = machine_types_of(profile, args.types)
     prepare_data(profile, types, progress=sys.stderr.isatty(), overwrite=args.overwrite)
+    check_data(profile, types, args.models)  # every bad clip named before any training
     for kind in args.models:
         for machine_type in types:
             trained = train_machine_type(
@@ -351,9 +491,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _undefined(scores: pd.DataFrame) -> None:
+    """Say which IDs have no AUC (their test clips have one label only)."""
+    for mtype, mid, missing in folders.undefined_ids(scores):
+        word = "anomalous" if missing == "anomaly" else "normal"
+        print(f"{mtype} ID {mid:02d}: AUC and pAUC undefined (no {word} test clip), shown as NaN")
+
+
 def cmd_evaluate(args) -> int:
     profile, scores = _run(args)
     print(_format(tables.results_table(scores)))
+    _undefined(scores)
     from .pipeline import merge_scores, validation_scores  # TensorFlow: loaded by _run
 
     # Decisions at thresholds from normal clips only: the gamma rule on the validation
@@ -379,6 +527,14 @@ def cmd_evaluate(args) -> int:
             formatters={"threshold": "{:.4f}".format, "false_alarms_per_day": "{:,.0f}".format},
         )
     )
+    unfitted = table["threshold"].isna()
+    if unfitted.any():
+        print(
+            f"No threshold for {int(unfitted.sum())} row(s): the gamma rule needs at least "
+            f"{decisions.MIN_GAMMA_SCORES} held-out normal clips per type (per ID for per-ID "
+            "thresholds), and training holds out 10 % of the normal training clips: give "
+            f"{10 * decisions.MIN_GAMMA_SCORES} or more normal training clips."
+        )
     path = profile.results / "decisions.csv"
     try:  # the decisions of model kinds and types that this run did not touch are kept
         old = pd.read_csv(path) if path.exists() else None
@@ -404,7 +560,7 @@ def _read_scores(profile: profiles.Profile) -> pd.DataFrame | None:
             f"{path}: the scores file is damaged ({type(err).__name__}); run `aadlib evaluate` "
             "to write it again"
         ) from err
-    return tables.check_scores(scores, path)
+    return tables.check_summary(tables.check_scores(scores, path), profile.results, path)
 
 
 def cmd_report(args) -> int:
@@ -413,6 +569,7 @@ def cmd_report(args) -> int:
     if scores is None:
         return 2
     print(_format(tables.per_id_table(scores, pauc=args.pauc)))
+    _undefined(scores)
     written = tables.write_reproduction(scores, profile.results, _caption(profile))
     for path in written.files:
         print(f"wrote {path}")
@@ -420,7 +577,8 @@ def cmd_report(args) -> int:
 
 
 def _caption(profile: profiles.Profile) -> str:
-    data_note = "real DCASE 2020 data" if profile.data == "real" else "synthetic data"
+    data_note = {"real": "real DCASE 2020 data", "folder": f"recordings in {profile.data_root}"}
+    data_note = data_note.get(profile.data, "synthetic data")
     return f"profile {profile.name}, {data_note}"
 
 
@@ -435,6 +593,28 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_layout(args) -> int:
+    record = folders.layout_recordings(
+        args.source,
+        args.target,
+        machine_type=args.type,
+        machine_id=args.id,
+        folds=args.folds,
+        fold=args.fold,
+        overwrite=args.overwrite,
+    )
+    where = args.target / args.type
+    print(
+        f"{where}: {len(record.train)} normal clips in train/, {len(record.test)} in test/ "
+        f"(fold {record.fold} of {record.folds}: {record.rule})"
+    )
+    if record.skipped:
+        print(f"skipped {len(record.skipped)} file(s) that are not WAV: {record.skipped[0]}, ...")
+    print(f"split recorded in {where / record.path_name}")
+    print(f"next: aadlib evaluate --profile folder --data-root {args.target}")
+    return 0
+
+
 def _format(table) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:6.2f}")
 
@@ -446,6 +626,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "reproduce": cmd_reproduce,
+    "layout": cmd_layout,
 }
 
 

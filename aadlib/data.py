@@ -41,6 +41,7 @@ __all__ = [
     "type_clips",
     "load_clip",
     "check_clips",
+    "MAX_CLIP_SECONDS",
     "resource",
     "read_resource_csv",
 ]
@@ -339,20 +340,30 @@ def _check_file(path: Path) -> None:
         )
 
 
-def check_clips(paths, sr: int = SAMPLE_RATE, min_samples: int = 1) -> None:
+#: The longest clip aadlib reads (seconds): each clip is read, and its features made, whole;
+#: the DCASE clips are 10 s long (ToyCar: 11 s).
+MAX_CLIP_SECONDS = 60.0
+
+
+def check_clips(
+    paths, sr: int = SAMPLE_RATE, min_samples: int = 1, max_seconds: float = MAX_CLIP_SECONDS
+) -> list[int]:
     """Check many clips from their headers, and report every bad one at once. Chapter 5.
 
     Each clip must exist, be a readable, complete, mono audio file at ``sr`` Hz with at
-    least ``min_samples`` samples (the length of one model window). Problems that only
-    decoding reveals (NaN samples, digital silence) are reported, all at once too, when
-    the features are extracted.
+    least ``min_samples`` samples (the length of one model window) and at most
+    ``max_seconds`` seconds (a clip is read whole: a longer one would take memory in
+    proportion). Problems that only decoding reveals (NaN samples, digital silence) are
+    reported, all at once too, when the features are extracted.
+
+    Returns the number of samples of each clip.
 
     Raises
     ------
     AudioErrors
         One entry per bad clip, each naming the file and the reason.
     """
-    errors = []
+    errors, lengths = [], []
     for path in map(Path, paths):
         try:
             _check_file(path)
@@ -372,7 +383,16 @@ def check_clips(paths, sr: int = SAMPLE_RATE, min_samples: int = 1) -> None:
                     f"{path}: {info.frames / sr:.2f} s long, shorter than one model window "
                     f"({min_samples / sr:.2f} s). Remove it or pad it to that length."
                 )
+            if info.frames > max_seconds * sr:
+                raise AudioError(
+                    f"{path}: {info.frames / sr:,.1f} s long; clips are read whole, so those "
+                    f"above {max_seconds:g} s are refused. Cut it into clips as long as the "
+                    "others (DCASE clips: 10 s), or remove it."
+                )
+            lengths.append(int(info.frames))
         except AudioError as err:
             errors.append(err)
+            lengths.append(0)
     if errors:
         raise AudioErrors(errors)
+    return lengths

@@ -52,14 +52,25 @@ __all__ = [
     "Confusion",
     "confusion",
     "oracle_threshold",
+    "FLAG_ALL",
+    "HINDSIGHT",
+    "flag_all",
+    "flag_all_f1",
+    "reference_lines",
+    "rate_interval",
     "false_alarms_per_day",
     "fpr_for_alarms_per_day",
     "precision_at_prevalence",
+    "expected_cost",
     "cost_curve",
     "cost_threshold",
+    "cost_slope",
+    "cost_references",
     "fit_thresholds",
     "decide",
     "decision_table",
+    "reference_table",
+    "summarize_decisions",
     "threshold_spread",
 ]
 
@@ -298,14 +309,20 @@ def oracle_threshold(y_true, scores, criterion: str = "f1") -> Confusion:
     has; on the test set it shows how much a threshold set from normal clips leaves on
     the table. ``criterion``: ``"f1"`` (the largest F1) or ``"youden"`` (the largest
     TPR minus FPR). Among equally good thresholds the highest (fewest alarms) is taken.
+    With anomalous clips only, flagging every clip is best; with normal clips only (F1
+    undefined), flagging none is, and only for ``"f1"``.
     """
     if criterion not in ("f1", "youden"):
         raise ValueError(f"criterion must be 'f1' or 'youden', not {criterion!r}")
     y = _anomalous(y_true)
     scores = _scores(scores, "scores")
-    if y.all() or not y.any():
-        raise ValueError("the oracle threshold needs both normal and anomalous clips")
+    if not len(y):
+        raise ValueError("the oracle threshold needs clips")
+    if criterion == "youden" and (y.all() or not y.any()):
+        raise ValueError("the Youden threshold needs both normal and anomalous clips")
     thresholds = _candidate_thresholds(scores)
+    if not y.any():  # no anomaly to find: the best decision raises no alarm
+        return confusion(y, scores, thresholds[-1])
     tp = _flag_counts(np.sort(scores[y]), thresholds)
     fp = _flag_counts(np.sort(scores[~y]), thresholds)
     fn = y.sum() - tp
@@ -315,6 +332,69 @@ def oracle_threshold(y_true, scores, criterion: str = "f1") -> Confusion:
         value = tp / y.sum() - fp / (~y).sum()
     best = np.flatnonzero(value == value.max())[-1]
     return confusion(y, scores, thresholds[best])
+
+
+#: The names of the two reference lines of every decision table (:func:`reference_lines`).
+FLAG_ALL = "flag every clip"
+HINDSIGHT = "best threshold in hindsight (upper bound)"
+
+
+def flag_all(y_true) -> Confusion:
+    """The decisions of a monitor that flags every clip: TPR 1, FPR 1. Chapter 6.
+
+    The floor that any threshold must beat: its F1 is ``2 p / (1 + p)`` for a share
+    ``p`` of anomalous clips (:func:`flag_all_f1`), 0.67 with as many anomalous clips
+    as normal ones, without any detector at all. Its threshold is minus infinity.
+    """
+    y = _anomalous(y_true)
+    if not len(y):
+        raise ValueError("flagging every clip needs clips to flag")
+    return Confusion(float("-inf"), tp=int(y.sum()), fp=int((~y).sum()), tn=0, fn=0)
+
+
+def flag_all_f1(anomaly_share):
+    """The F1 of flagging every clip when a share ``anomaly_share`` is anomalous. Chapter 6.
+
+    Precision is the share ``p`` itself and recall is 1, so F1 is ``2 p / (1 + p)``.
+    Works on arrays too.
+    """
+    p = np.asarray(anomaly_share, dtype=np.float64)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("the share of anomalous clips must be between 0 and 1")
+    return 2 * p / (1 + p)
+
+
+def reference_lines(y_true, scores) -> pd.DataFrame:
+    """The two reference lines of a decision table, for one set of labelled clips.
+
+    Chapter 6. Rows :data:`FLAG_ALL` (:func:`flag_all`: the floor) and
+    :data:`HINDSIGHT` (:func:`oracle_threshold` by F1 on these very labels: an upper
+    bound no monitor can reach); columns ``decision`` and those of
+    :meth:`Confusion.as_dict`. A threshold set from normal clips is worth something
+    where its F1 lies above the first line; the second says how much was left.
+    """
+    rows = [
+        {"decision": FLAG_ALL, **flag_all(y_true).as_dict()},
+        {"decision": HINDSIGHT, **oracle_threshold(y_true, scores).as_dict()},
+    ]
+    return pd.DataFrame(rows)
+
+
+def rate_interval(count, total, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a rate ``count / total`` (a share of clips). Chapter 6.
+
+    SciPy's ``binomtest(...).proportion_ci(method="wilson")``: how far the rate measured on
+    ``total`` clips may lie from the rate a threshold has on all clips like them. A test
+    set with 90 normal clips per machine ID measures an FPR of 10 % only to within
+    about 5 to 18 %.
+    """
+    count, total = int(count), int(total)
+    if total <= 0 or not 0 <= count <= total:
+        raise ValueError(f"a rate needs 0 <= count <= total and total > 0, not {count} of {total}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1 (exclusive), not {level}")
+    ci = stats.binomtest(count, total).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 # --------------------------------------------------------------------------------------
@@ -358,6 +438,21 @@ def precision_at_prevalence(tpr, fpr, prevalence):
     false_alarms = np.asarray(fpr, dtype=np.float64) * (1 - prevalence)
     with np.errstate(invalid="ignore", divide="ignore"):
         return true_alarms / (true_alarms + false_alarms)
+
+
+def expected_cost(fpr, tpr, *, cost_false_alarm: float, cost_miss: float, prior: float):
+    """Expected cost per check at a threshold of false-positive rate ``fpr`` and TPR ``tpr``.
+
+    Chapter 6. ``cost_false_alarm * (1 - prior) * fpr + cost_miss * prior * (1 - tpr)``:
+    a healthy machine (a share ``1 - prior`` of the checks) costs a false alarm when
+    flagged, a faulty one (a share ``prior``) costs a miss when passed. Works on arrays.
+    """
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"prior must be between 0 and 1 (exclusive), not {prior}")
+    if cost_false_alarm < 0 or cost_miss < 0:
+        raise ValueError("costs must not be negative")
+    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+    return cost_false_alarm * (1 - prior) * fpr + cost_miss * prior * (1 - tpr)
 
 
 def cost_curve(
@@ -420,7 +515,9 @@ def cost_curve(
         thresholds = _candidate_thresholds(np.concatenate([normal, anomaly]))
         fpr = _flag_counts(normal, thresholds) / len(normal)
     tpr = _flag_counts(anomaly, thresholds) / len(anomaly)
-    cost = cost_false_alarm * (1 - prior) * fpr + cost_miss * prior * (1 - tpr)
+    cost = expected_cost(
+        fpr, tpr, cost_false_alarm=cost_false_alarm, cost_miss=cost_miss, prior=prior
+    )
     return pd.DataFrame({"threshold": thresholds, "fpr": fpr, "tpr": tpr, "cost": cost})
 
 
@@ -450,6 +547,62 @@ def cost_threshold(
     return curve.iloc[cheapest[-1]]
 
 
+def cost_slope(cost_false_alarm: float, cost_miss: float, prior: float) -> float:
+    """Where the least expected cost lies on the ROC curve: its slope there. Chapter 6.
+
+    Raising the threshold past a few clips trades ``cost_false_alarm * (1 - prior)`` per
+    unit of FPR saved against ``cost_miss * prior`` per unit of TPR lost
+    (:func:`cost_curve`'s model). The least-cost threshold is where the ROC curve's slope
+    dTPR / dFPR falls to ``cost_false_alarm * (1 - prior) / (cost_miss * prior)``. A slope
+    below 1 (a miss, weighted by the prior, dearer than a false alarm) pushes the
+    threshold down, towards flagging every clip wherever the lowest anomalous scores
+    sit among the normal ones; a slope far above 1 pushes it up, towards flagging none.
+    """
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"prior must be between 0 and 1 (exclusive), not {prior}")
+    if cost_false_alarm < 0 or cost_miss <= 0:
+        raise ValueError("the cost of a false alarm must not be negative, that of a miss positive")
+    return cost_false_alarm * (1 - prior) / (cost_miss * prior)
+
+
+def cost_references(
+    y_true, scores, *, cost_false_alarm: float, cost_miss: float, prior: float
+) -> pd.DataFrame:
+    """The reference lines of a cost table: flag every clip, flag none, best in hindsight.
+
+    Chapter 6. Expected cost per check (:func:`cost_curve`'s model) of :data:`FLAG_ALL`
+    (``cost_false_alarm * (1 - prior)``), of ``"flag no clip"`` (``cost_miss * prior``)
+    and of :data:`HINDSIGHT`, the least-cost threshold with the FPR and TPR counted on
+    these very labelled clips (``fpr_model="empirical"``): an upper bound that looks at
+    the labels it is judged on. Columns ``decision``, ``threshold``, ``fpr``, ``tpr``,
+    ``cost``.
+    """
+    y = _anomalous(y_true)
+    scores = _scores(scores, "scores")
+    if len(y) != len(scores):
+        raise ValueError(f"{len(y)} labels but {len(scores)} scores")
+    costs = dict(cost_false_alarm=cost_false_alarm, cost_miss=cost_miss, prior=prior)
+    best = cost_threshold(scores[~y], scores[y], fpr_model="empirical", **costs)
+    rows = [
+        {
+            "decision": FLAG_ALL,
+            "threshold": float("-inf"),
+            "fpr": 1.0,
+            "tpr": 1.0,
+            "cost": float(expected_cost(1.0, 1.0, **costs)),
+        },
+        {
+            "decision": "flag no clip",
+            "threshold": float("inf"),
+            "fpr": 0.0,
+            "tpr": 0.0,
+            "cost": float(expected_cost(0.0, 0.0, **costs)),
+        },
+        {"decision": HINDSIGHT, **best.to_dict()},
+    ]
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------------------
 # Tables: thresholds per machine ID, decisions per machine ID
 # --------------------------------------------------------------------------------------
@@ -477,6 +630,14 @@ def _sorted(table: pd.DataFrame) -> pd.DataFrame:
 
 def _with_int_ids(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(machine_id=table["machine_id"].astype(int))
+
+
+def _unfitted(fitted: pd.DataFrame, rule: str) -> str:
+    """Why no threshold was fitted, and what it needs (the ``fitted_on`` entry)."""
+    need = MIN_GAMMA_SCORES if rule == "gamma" else 2
+    if len(fitted) < need:
+        return f"too few clips ({len(fitted)} of {need} needed)"
+    return f"no fit ({len(fitted)} clips, every score equal or not positive)"
 
 
 def fit_thresholds(
@@ -543,8 +704,8 @@ def fit_thresholds(
             try:
                 value = fit_threshold(fitted["score"], rule, quantile)
                 fitted_on = "ID" if by_id else "type"
-            except ValueError:
-                value, fitted_on = float("nan"), f"too few clips ({len(fitted)})"
+            except ValueError:  # too few held-out clips (or all equal): say what it needs
+                value, fitted_on = float("nan"), _unfitted(fitted, rule)
             rows.append(
                 {
                     **dict(zip(keys, group_key)),
@@ -621,15 +782,19 @@ def decision_table(
     seconds_between_checks
         For ``false_alarms_per_day`` (:func:`false_alarms_per_day`).
     oracle
-        Add ``oracle_threshold`` and ``oracle_f1``: the threshold of largest F1 on
-        these test labels, an upper bound (:func:`oracle_threshold`).
+        Add the two reference lines of the table: ``flag_all_f1``, the F1 of flagging
+        every clip (:func:`flag_all`, the floor), and ``oracle_threshold`` and
+        ``oracle_f1``, the threshold of largest F1 on these test labels, an upper bound
+        (:func:`oracle_threshold`).
 
     Returns
     -------
     pandas.DataFrame
         One row per machine ID: the threshold's columns, ``n_normal``, ``n_anomaly``,
-        ``tp``, ``fp``, ``tn``, ``fn``, ``tpr``, ``fpr``, ``precision``, ``f1`` and
-        ``false_alarms_per_day``. An ID without a threshold (NaN) gets NaN rates.
+        ``tp``, ``fp``, ``tn``, ``fn``, ``tpr``, ``fpr`` with ``fpr_low`` and
+        ``fpr_high`` (its 95 % Wilson interval from the ID's normal clips,
+        :func:`rate_interval`), ``precision``, ``f1`` and ``false_alarms_per_day``. An ID
+        without a threshold (NaN) gets NaN rates.
     """
     scores = _with_int_ids(scores)
     thresholds = _with_int_ids(thresholds)
@@ -643,30 +808,91 @@ def decision_table(
             match = match[match[key] == row[key]]
         if len(match):
             row.update(match.iloc[0].drop(keys).to_dict())
-        value = row.get("threshold", float("nan"))
-        y = _anomalous(clips["label"])
-        row.update(n_normal=int((~y).sum()), n_anomaly=int(y.sum()))
-        if np.isfinite(value):
-            counts = confusion(y, clips["score"], value).as_dict()
-            del counts["threshold"]
-        else:
-            counts = dict.fromkeys(("tp", "fp", "tn", "fn", "tpr", "fpr", "precision", "f1"))
-        row.update(counts)
+        row.update(_id_decisions(clips, row.get("threshold", float("nan")), oracle))
         row["false_alarms_per_day"] = (
             float(false_alarms_per_day(row["fpr"], seconds_between_checks))
             if row["fpr"] is not None
             else None
         )
-        if oracle:
-            best = oracle_threshold(y, clips["score"])
-            row.update(oracle_threshold=best.threshold, oracle_f1=best.f1)
         rows.append(row)
     table = pd.DataFrame(rows)
-    numeric = ["tpr", "fpr", "precision", "f1", "false_alarms_per_day", "threshold"]
-    table[[c for c in numeric if c in table]] = table[[c for c in numeric if c in table]].astype(
-        float
-    )
+    numeric = ["tpr", "fpr", "fpr_low", "fpr_high", "precision", "f1", "false_alarms_per_day"]
+    numeric = [c for c in numeric + ["threshold"] if c in table]
+    table[numeric] = table[numeric].astype(float)
     return _sorted(table)
+
+
+def _id_decisions(clips: pd.DataFrame, value: float, oracle: bool) -> dict:
+    """The counts, rates and FPR interval of one ID's clips at ``value``; the references."""
+    y = _anomalous(clips["label"])
+    row = {"n_normal": int((~y).sum()), "n_anomaly": int(y.sum())}
+    if np.isfinite(value):
+        counts = confusion(y, clips["score"], value).as_dict()
+        del counts["threshold"]
+        low, high = rate_interval(counts["fp"], row["n_normal"]) if row["n_normal"] else (None,) * 2
+        counts.update(fpr_low=low, fpr_high=high)
+    else:
+        names = ("tp", "fp", "tn", "fn", "tpr", "fpr", "fpr_low", "fpr_high", "precision", "f1")
+        counts = dict.fromkeys(names)
+    row.update(counts)
+    if oracle:
+        best = oracle_threshold(y, clips["score"])
+        row.update(oracle_threshold=best.threshold, oracle_f1=best.f1, flag_all_f1=flag_all(y).f1)
+    return row
+
+
+def reference_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """The two reference lines for every machine ID of a scores table. Chapter 6.
+
+    One row per (``model``,) ``machine_type``, ``machine_id`` and ``decision``
+    (:func:`reference_lines`: :data:`FLAG_ALL` and :data:`HINDSIGHT`), with the columns of
+    :func:`decision_table` that apply (``n_normal``, ``n_anomaly``, the counts and rates,
+    ``fpr_low`` and ``fpr_high``), so that :func:`summarize_decisions` treats them like
+    the decisions at a threshold.
+    """
+    scores = _with_int_ids(scores)
+    keys = _keys(scores) + ["machine_id"]
+    parts = []
+    for group_key, clips in scores.groupby(keys, sort=False):
+        y = _anomalous(clips["label"])
+        lines = reference_lines(y, clips["score"])
+        lines["fpr_low"], lines["fpr_high"] = zip(
+            *(rate_interval(fp, (~y).sum()) if (~y).any() else (np.nan, np.nan) for fp in lines.fp)
+        )
+        for key, value in zip(keys, group_key):
+            lines[key] = value
+        parts.append(lines.assign(n_normal=int((~y).sum()), n_anomaly=int(y.sum())))
+    table = pd.concat(parts, ignore_index=True)
+    return _sorted(table)[keys + [c for c in table.columns if c not in keys]]
+
+
+def summarize_decisions(table: pd.DataFrame, target_fpr: float | None = None) -> pd.Series:
+    """One line for a decision table: its decisions over all its machine IDs. Chapter 6.
+
+    ``fpr`` is the share of all the table's normal clips flagged, with its Wilson interval
+    (``fpr_low``, ``fpr_high``, :func:`rate_interval`); ``tpr`` likewise for the
+    anomalous clips; ``f1``, the mean of the IDs' F1 (the per-ID means the chapter
+    quotes). With ``target_fpr``, ``fpr_distance`` is the mean over the IDs of
+    ``|FPR - target_fpr|``. Rows without a threshold (NaN FPR) are left out; ``n_ids``
+    counts those kept.
+    """
+    kept = table[table["fpr"].notna()]
+    if kept.empty:
+        raise ValueError("no machine ID of the table has decisions to summarise")
+    fp, normal = int(kept["fp"].sum()), int(kept["n_normal"].sum())
+    tp, anomalous = int(kept["tp"].sum()), int(kept["n_anomaly"].sum())
+    low, high = rate_interval(fp, normal)
+    line = {
+        "n_ids": len(kept),
+        "fpr": fp / normal,
+        "fpr_low": low,
+        "fpr_high": high,
+        "tpr": tp / anomalous if anomalous else float("nan"),
+        "f1": float(kept["f1"].astype(float).mean()),
+    }
+    if target_fpr is not None:
+        line["fpr_distance"] = float((kept["fpr"].astype(float) - target_fpr).abs().mean())
+    return pd.Series(line)
 
 
 def threshold_spread(

@@ -12,7 +12,7 @@ Three sets, one zip archive per machine type:
   ``allow_unverified=True``, and a damaged transfer can then only show up as a bad zip.
 
 What :func:`download_dcase2020` does, holding the lock of the root (a second run into the
-same root waits for it, see :func:`aadlib._io.exclusive`), for each machine type:
+same root waits for it, see :func:`aadlib._storage.exclusive`), for each machine type:
 
 1. Skip the type when ``<root>/<type>/`` holds the completion marker
    ``.aadlib-complete.json``, or when clips in the layout are already there (a set unzipped
@@ -73,7 +73,7 @@ import requests
 from tqdm import tqdm
 
 from . import data
-from ._io import exclusive, write_text
+from ._storage import exclusive, write_text
 from .data import (
     DEV_IDS,
     MACHINE_TYPES,
@@ -625,7 +625,7 @@ def fetch_archive(
     An archive already in ``cache_dir`` is used if it has the registry's size and MD5 (or,
     for an archive without a known checksum, those recorded when aadlib downloaded it);
     otherwise it is refused and left in place. A second call on the same ``cache_dir``
-    waits for the first (see :func:`aadlib._io.exclusive`).
+    waits for the first (see :func:`aadlib._storage.exclusive`).
 
     Parameters
     ----------
@@ -1065,6 +1065,14 @@ def _refuse_mixing(root: Path, archive: Archive) -> None:
         )
 
 
+def _nothing_to_write(root: Path, archive: Archive) -> bool:
+    """Whether an archive's clips are all there already (complete, or unzipped by hand)."""
+    if is_complete(root, archive.machine_type, archive.kind):
+        return True
+    _refuse_mixing(root, archive)
+    return _present_as_is(root, archive)
+
+
 def _ensure(
     archive: Archive,
     root: Path,
@@ -1164,6 +1172,11 @@ def download_dcase2020(
     """
     todo = archives_for(machine_types, kind)
     root = Path(root).expanduser().absolute()
+    if all(_nothing_to_write(root, archive) for archive in todo):
+        # Reading needs no lock, so a complete set may be read-only.
+        for archive in todo:
+            _ensure(archive, root, base_url, keep_archives, progress, allow_unverified, retries)
+        return root
     # One run per data root: a second one waits, instead of fetching into the same .part
     # files and extracting the same archives at the same time.
     with exclusive(root, f"downloading into {root}"):

@@ -16,7 +16,7 @@ Three kinds of explanation are computed here:
   mel bins (or a span of frames) is replaced by what a normal clip has there.
 
 The synthetic generator renders each anomalous test clip's *clean twin*: the same clip,
-sample for sample, without its anomaly (:func:`aadlib.synth.synthesize_clip` with
+sample for sample, without its anomaly (:func:`aadlib.soundmodel.synthesize_clip` with
 ``plant=False``). Their log-mel difference (:func:`true_difference`) is where the anomaly
 really is. An explanation *hits* (:func:`hit`) when its top-ranked bin (or frame) lies
 where the true difference, averaged over frames (or bins), is at least half its maximum.
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from . import detectors, paper, scoring, synth, training
+from . import detectors, paper, scoring, soundmodel, training
 from .data import list_clips, load_clip, parse_clip_name
 from .features import FeatureParams, clip_log_mel, frame_windows, log_mel, params_for
 from .profiles import Profile
@@ -80,6 +80,7 @@ __all__ = [
     "evaluate",
     "hit_rates",
     "hit_rate_table",
+    "where_methods_point",
     "relevant_shares",
     "choose_examples",
     "show_twin",
@@ -112,7 +113,7 @@ class Twin:
     """An anomalous synthetic test clip and its clean twin (the same clip, not planted).
 
     ``anomalous`` and ``clean`` are the waveforms (16 kHz, float32); ``info`` is what
-    :func:`aadlib.synth.synthesize_clip` says about the clip (``kind``, ``severity``,
+    :func:`aadlib.soundmodel.synthesize_clip` says about the clip (``kind``, ``severity``,
     ``params``). Log-mel spectrograms are computed once per feature setting. Chapter 8.
     """
 
@@ -188,10 +189,10 @@ def clean_twin(
     ValueError
         The file at ``path`` is not this rendering.
     """
-    anomalous, info = synth.synthesize_clip(
+    anomalous, info = soundmodel.synthesize_clip(
         machine_type, machine_id, "anomaly", index, seed, split="test", plant=True
     )
-    clean, _ = synth.synthesize_clip(
+    clean, _ = soundmodel.synthesize_clip(
         machine_type, machine_id, "anomaly", index, seed, split="test", plant=False
     )
     if path is not None:
@@ -994,7 +995,9 @@ def hit_rates(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         ``kind`` (each kind, then ``"all kinds"``), ``method``, ``axis``, ``n`` (clips),
         ``hits``, ``rate``, ``low``, ``high``, ``random`` (mean over the clips of a random
         explanation's hit probability: what a random explanation would score on the same
-        clips) and ``beyond_random`` (the interval lies above ``random``).
+        clips), ``beyond_random`` (the interval lies above ``random``) and
+        ``below_random`` (it lies below: the method points away from the anomaly more
+        often than chance, see :func:`where_methods_point`).
     """
     every = results.assign(kind="all kinds")
     rows = []
@@ -1016,6 +1019,7 @@ def hit_rates(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
                 "high": high,
                 "random": random,
                 "beyond_random": low > random,
+                "below_random": high < random,
             }
         )
     return pd.DataFrame(rows)
@@ -1025,9 +1029,10 @@ def hit_rate_table(rates: pd.DataFrame, axis: str, digits: int = 2) -> pd.DataFr
     """One axis of :func:`hit_rates` for display: kinds down, methods across. Chapter 8.
 
     Each cell reads ``rate [low, high]``, with ``*`` where the interval lies above the
-    random rate; the ``random`` column is a random explanation's rate on the same clips
-    (the same for every method that covers the same positions; the first method's is
-    shown), and ``n`` the number of clips.
+    random rate and ``v`` where it lies below it (worse than random); the ``random``
+    column is a random explanation's rate on the same clips (the same for every method
+    that covers the same positions; the first method's is shown), and ``n`` the number
+    of clips.
     """
     _check_axis(axis)
     part = rates[rates["axis"] == axis]
@@ -1035,7 +1040,7 @@ def hit_rate_table(rates: pd.DataFrame, axis: str, digits: int = 2) -> pd.DataFr
         raise ValueError(f"no explanation of the {axis} axis in these hit rates")
     cell = [
         f"{r.rate:.{digits}f} [{r.low:.{digits}f}, {r.high:.{digits}f}]"
-        + ("*" if r.beyond_random else "")
+        + ("*" if r.beyond_random else " v" if getattr(r, "below_random", False) else "")
         for r in part.itertuples()
     ]
     table = part.assign(cell=cell).pivot(index="kind", columns="method", values="cell")
@@ -1047,6 +1052,65 @@ def hit_rate_table(rates: pd.DataFrame, axis: str, digits: int = 2) -> pd.DataFr
     table["n"] = first.loc[kinds, "n"]
     table.columns.name = None
     return table.rename_axis(f"{axis}: anomaly kind")
+
+
+def where_methods_point(
+    explained: Sequence[ExplainedClip], parts: int = 10, threshold: float = THRESHOLD
+) -> pd.DataFrame:
+    """Where each method's top positions fall, against the truth. Chapter 8.
+
+    For each kind, method and axis, over the clips: ``truth_at_top``, the mean true
+    difference at the method's top position as a share of the clip's maximum, against
+    ``truth_at_random``, the same for a position drawn at random (the mean over
+    positions); ``favourite_share``, the share of clips whose top position falls in the
+    one of ``parts`` equal stretches of the axis that holds most of them (``favourite``,
+    as ``"first:last"`` positions), where a method that followed the anomaly wherever it
+    is would spread out. A method below random points where the truth is small
+    (``truth_at_top`` under ``truth_at_random``), often because something other than the
+    anomaly draws it to the same stretch in every clip. ``relevant_at_favourite`` is the
+    mean share of that stretch's positions that count as the anomaly (see :func:`hit`).
+    """
+    found: dict[tuple, list] = {}
+    for clip in explained:
+        for method, explanation in clip.explanations.items():
+            for axis, values in explanation.items():
+                truth = np.asarray(clip.truth[axis], dtype=np.float64)
+                covered = np.flatnonzero(np.isfinite(values) & np.isfinite(truth))
+                if not len(covered) or not np.nanmax(truth) > 0:
+                    continue
+                top = int(covered[_top_position(np.asarray(values)[covered])])
+                kept = np.full(len(truth), np.nan)
+                kept[covered] = truth[covered]  # uncovered positions: no value, no share
+                found.setdefault((clip.kind, method, axis), []).append((top, kept))
+    return pd.DataFrame([_pointing(key, tops, parts, threshold) for key, tops in found.items()])
+
+
+def _pointing(key: tuple, tops: list, parts: int, threshold: float) -> dict:
+    """One row of :func:`where_methods_point`: ``tops`` holds (top position, truth) pairs."""
+    kind, method, axis = key
+    size = max(len(truth) for _, truth in tops)
+    stretch = np.array([min(top * parts // size, parts - 1) for top, _ in tops])
+    best = int(np.argmax(np.bincount(stretch, minlength=parts)))
+    first, last = -(-best * size // parts), -(-(best + 1) * size // parts) - 1
+    at_top, at_random, relevant = [], [], []
+    for top, truth in tops:
+        peak = np.nanmax(truth)
+        at_top.append(truth[top] / peak)
+        at_random.append(np.nanmean(truth) / peak)
+        stretch_truth = truth[first : last + 1]
+        inside = stretch_truth[np.isfinite(stretch_truth)]
+        relevant.append(float(np.mean(inside >= threshold * peak)) if len(inside) else 0.0)
+    return {
+        "kind": kind,
+        "method": method,
+        "axis": axis,
+        "n": len(tops),
+        "truth_at_top": float(np.mean(at_top)),
+        "truth_at_random": float(np.mean(at_random)),
+        "favourite": f"{first}:{last}",
+        "favourite_share": float(np.mean(stretch == best)),
+        "relevant_at_favourite": float(np.mean(relevant)),
+    }
 
 
 def relevant_shares(

@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import _fastio, paper
-from ._io import exclusive, remove_stale_temporaries, write_atomic, write_npy, write_text
+from ._storage import exclusive, remove_stale_temporaries, write_atomic, write_npy, write_text
 from .data import AudioError, AudioErrors, load_clip
 
 __all__ = [
@@ -59,6 +59,8 @@ class FeatureParams:
     ``power=1.0`` takes the magnitude spectrum, as the paper says and as the
     authors' CNN code does; their Dense code and the DCASE baseline used ``power=2.0``.
     The energy in dB is ``20 / power * log10(S + eps)`` either way. Chapter 2.
+    ``mono`` is :func:`aadlib.data.load_clip`'s: how clips with several channels are
+    mixed down (``"refuse"``, ``"first"``, ``"mean"``).
     """
 
     sr: int = paper.SAMPLE_RATE
@@ -67,9 +69,13 @@ class FeatureParams:
     n_mels: int = paper.N_MELS
     power: float = paper.POWER
     eps: float = float(np.finfo(np.float32).eps)
+    mono: str = "refuse"
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if values["mono"] == "refuse":  # the records and cache keys of mono data stay as they were
+            del values["mono"]
+        return values
 
 
 def params_for(kind: str) -> FeatureParams:
@@ -342,9 +348,9 @@ class LogMelSet:
 def clip_log_mel(path: str | Path, params: FeatureParams = FeatureParams()) -> np.ndarray:
     """Load one clip (see :func:`aadlib.data.load_clip`) and return its log-mel energies.
 
-    Chapters 2 to 4.
+    Chapters 1, 2, 3, 4, 10.
     """
-    return log_mel(load_clip(path, params.sr), params)
+    return log_mel(load_clip(path, params.sr, mono=params.mono), params)
 
 
 def cache_key(paths, params: FeatureParams = FeatureParams()) -> str:
@@ -545,7 +551,7 @@ def _extract_into_cache(paths, params, n_jobs, progress, desc, entry: _CacheEntr
                 raise _HeadersDisagree
 
         try:
-            write_atomic(entry.frames_file, fill)
+            write_atomic(entry.frames_file, fill, 4 * int(offsets[-1]) * params.n_mels + 128)
             entry.commit(offsets)
             return
         except _HeadersDisagree:

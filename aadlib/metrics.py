@@ -32,7 +32,9 @@ __all__ = [
     "LEVEL",
     "roc_areas",
     "mcclish",
+    "standardise",
     "bootstrap",
+    "bootstrap_runs",
     "interval",
 ]
 
@@ -129,6 +131,19 @@ def mcclish(partial_area, max_fpr: float = MAX_FPR):
     return 0.5 * (1 + (np.asarray(partial_area) - low) / (high - low))
 
 
+def standardise(partial_area, definition: str, max_fpr: float = MAX_FPR):
+    """A plain partial area over FPR [0, max_fpr] as the pAUC of ``definition``.
+
+    ``"mcclish"`` (:func:`mcclish`, chance 0.5) or ``"dcase"`` (divided by ``max_fpr``,
+    chance 0.05); the one place where a table turns :func:`roc_areas` into a pAUC.
+    """
+    if definition not in PAUC_DEFINITIONS:
+        raise ValueError(f"pauc must be one of {PAUC_DEFINITIONS}, not {definition!r}")
+    if definition == "mcclish":
+        return mcclish(partial_area, max_fpr)
+    return np.asarray(partial_area) / max_fpr
+
+
 def _resample(y_true, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Clip indices of ``n_boot`` resamples, normal and anomalous clips drawn separately.
 
@@ -158,9 +173,42 @@ def bootstrap(y_true, scores, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, 
     for row in rows:
         area, partial = roc_areas(y_true[picks], row[picks])
         out["auc"].append(area)
-        out["pauc_mcclish"].append(mcclish(partial))
-        out["pauc_dcase"].append(partial / MAX_FPR)
+        for definition in PAUC_DEFINITIONS:
+            out[f"pauc_{definition}"].append(standardise(partial, definition))
     return {k: np.asarray(v) if scores.ndim == 2 else v[0] for k, v in out.items()}
+
+
+def bootstrap_runs(y_true, runs, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, np.ndarray]:
+    """AUC and both pAUCs of ``n_boot`` resamples of the test clips *and* of the training
+    runs (seeds) of one or more detectors scored on the same clips. Chapter 5.
+
+    ``runs`` holds one ``(n_runs, n_clips)`` array per detector (the scores of each of its
+    training runs); detectors may have different numbers of runs. Each replicate draws
+    the clips as :func:`bootstrap` does, the same for every detector, and for each
+    detector as many runs as it has, with replacement; its value is the mean, over the
+    drawn runs, of each run's area on the drawn clips. So an interval covers both the
+    choice of test clips and the seed-to-seed spread of training; with one run per
+    detector the replicates are :func:`bootstrap`'s. Returns ``auc``, ``pauc_mcclish`` and
+    ``pauc_dcase`` arrays of shape ``(n_detectors, n_boot)``, as fractions.
+    """
+    y_true = _check_labels(y_true).astype(bool)
+    runs = [np.atleast_2d(np.asarray(r, dtype=np.float64)) for r in runs]
+    rng = np.random.default_rng(seed)
+    picks = _resample(y_true, n_boot, rng)
+    # One uniform draw per (replicate, run slot), shared by the detectors: detectors with
+    # as many runs draw the same run indices.
+    uniform = rng.random((n_boot, max(len(r) for r in runs)))
+    out = {"auc": [], "pauc_mcclish": [], "pauc_dcase": []}
+    for scores in runs:
+        areas, partials = zip(*(roc_areas(y_true[picks], row[picks]) for row in scores))
+        drawn = (uniform[:, : len(scores)] * len(scores)).astype(int).T  # (n_runs, n_boot)
+        column = np.arange(n_boot)
+        area = np.mean(np.asarray(areas)[drawn, column], axis=0)
+        partial = np.mean(np.asarray(partials)[drawn, column], axis=0)
+        out["auc"].append(area)
+        for definition in PAUC_DEFINITIONS:
+            out[f"pauc_{definition}"].append(standardise(partial, definition))
+    return {k: np.asarray(v) for k, v in out.items()}
 
 
 def interval(replicates, level: float = LEVEL) -> tuple[float, float]:

@@ -32,21 +32,24 @@ from . import (
     detectors,
     download,
     features,
+    folders,
     models,
     paper,
     scoring,
+    soundmodel,
     synth,
     tables,
     training,
 )
 from ._fastio import file_digest
-from ._io import exclusive, write_csv, write_text
+from ._storage import exclusive, read_json_object, write_csv, write_text
 from .features import FeatureParams, LogMelSet, Scaler
-from .profiles import PROFILES, Profile, describe_device, set_seed
-from .training import TrainedModel
+from .profiles import PROFILES, Profile, describe_device, resolve, set_seed
+from .training import TrainedModel, learning_status
 
 __all__ = [
     "prepare_data",
+    "machine_types_of",
     "load_features",
     "train_machine_type",
     "score_machine_type",
@@ -58,37 +61,76 @@ __all__ = [
     "profile_departures",
     "score_training_clips",
     "out_of_fold_scores",
+    "unseen_normal_scores",
     "validation_scores",
     "autoencoder_scores",
+    "seed_scores",
+    "seed_profile",
     "fit_detector",
     "score_detector",
     "run_detector",
     "id_accuracy_table",
+    "fold_scores",
 ]
 
 log = logging.getLogger(__name__)
 
 
+def machine_types_of(profile: Profile, machine_types=None) -> list[str]:
+    """The machine types of a run: those of the user's folder, or of DCASE 2020 Task 2.
+
+    Chapter 10. ``None``: every type folder of a ``folder`` profile's data root, else
+    the six of DCASE 2020 Task 2.
+    """
+    if profile.data == "folder":
+        return folders.machine_types(profile.data_root, machine_types)
+    return data.check_machine_types(machine_types)
+
+
+def _params(profile: Profile, params: FeatureParams) -> FeatureParams:
+    """The feature parameters with the profile's mix-down of multi-channel clips."""
+    return dataclasses.replace(params, mono=profile.mix_down)
+
+
 def prepare_data(
     profile: Profile, machine_types=None, progress: bool = True, overwrite: bool = False
 ) -> Path:
-    """Make the profile's data set available and return its root. Chapters 1 to 9.
+    """Make the profile's data set available and return its root. Chapters 1 to 10.
 
     Synthetic profiles generate the set (once; a complete set is reused). The ``full``
-    profile downloads the real development set unless it is already there.
+    profile downloads the real development set unless it is already there. The
+    ``folder`` profile reads the user's folder as it is (:func:`check_data` checks it).
     """
-    types = data.check_machine_types(machine_types)
-    if profile.data == "real":
-        return download.download_dcase2020(
-            profile.data_root, machine_types=types, progress=progress
+    types = machine_types_of(profile, machine_types)
+    root = profile.data_root
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(
+            f"data root {root} is a file, not a folder; pass the folder that holds the "
+            "machine-type folders (--data-root or AADLIB_DATA_ROOT)"
         )
-    return synth.generate_dataset(
-        profile.data_root,
-        size=profile.synth_size,
-        machine_types=types,
-        progress=progress,
-        overwrite=overwrite,
-    )
+    if profile.data == "folder":  # a user's recordings, read as they are (check_data checks them)
+        return root
+    if profile.data == "real":
+        missing = folders.missing_test_folders(root, types)
+        if missing:  # a folder made by hand: say so rather than try to download
+            raise data.DataLayoutError(f"{root}: " + "; ".join(missing))
+        return download.download_dcase2020(root, machine_types=types, progress=progress)
+    if not root.exists():
+        log.info("data root %s does not exist: making the synthetic set there", root)
+    # The data a folder holds is used whatever seed made it, never made again with another.
+    seeds = synth.recorded_seeds(root, types, profile.synth_size)
+    for seed in sorted(set(seeds.values())):
+        if seed != 0:
+            log.info("%s: using the synthetic set made with seed %d", root, seed)
+        synth.generate_dataset(
+            root,
+            size=profile.synth_size,
+            machine_types=[t for t in types if seeds[t] == seed],
+            seed=seed,
+            progress=progress,
+            overwrite=overwrite,
+        )
+    return root
 
 
 def load_features(
@@ -107,7 +149,7 @@ def load_features(
     table = table.reset_index(drop=True)
     logmels = features.extract_logmels(
         table.path,
-        params,
+        _params(profile, params),
         cache_dir=profile.cache_dir,
         progress=progress,
         desc=f"{machine_type} {split}",
@@ -121,11 +163,14 @@ def _run_dir(profile: Profile, kind: str, machine_type: str) -> Path:
 
 def _identity(profile: Profile, kind: str, machine_type: str, params, train_paths) -> dict:
     """What, besides the schedule, makes two training runs the same (see run.json)."""
+    settings = dataclasses.asdict(profile.model(kind, machine_type))
     return {
-        "model": dataclasses.asdict(profile.model(kind, machine_type)),
+        # Scoring settings and how many runs a chapter averages are left out: changing them
+        # re-scores with the same model, or adds runs beside it.
+        "model": {k: v for k, v in settings.items() if k not in ("score_hop", "seeds")},
         "bn_momentum": profile.bn_momentum,
-        "features": params.as_dict(),
-        "data": features.cache_key(train_paths, params),
+        "features": _params(profile, params).as_dict(),
+        "data": features.cache_key(train_paths, _params(profile, params)),
         "n_train_clips": len(train_paths),
         "aadlib": __version__,
     }
@@ -199,6 +244,7 @@ def train_machine_type(
             "seconds": seconds,
             "epochs_run": int(len(history)),
             "device": describe_device(),
+            "data_seed": _data_seed(profile, machine_type),
             # Checksums of what the run wrote: a reused model is the model trained here.
             "files": {name: file_digest(run_dir / name) for name in _model_files(run_dir)},
         }
@@ -206,8 +252,15 @@ def train_machine_type(
     return TrainedModel(kind, machine_type, model, scaler, history, run_dir, seconds)
 
 
+def _data_seed(profile: Profile, machine_type: str) -> int | None:
+    """The seed that made a type's synthetic clips (``None`` for other data)."""
+    if profile.data != "synthetic":
+        return None
+    return (synth.recorded_recipe(profile.data_root / machine_type) or {}).get("seed")
+
+
 #: The files a training run writes into its folder (besides checkpoint/ and scores.csv).
-_RUN_FILES = ("run.json", "model.keras", "scaler.npz", "history.csv", "scores.csv")
+_RUN_FILES = ("run.json", "model.keras", "scaler.npz", "history.csv", "scores.csv", "scoring.json")
 
 
 def _model_files(run_dir: Path) -> list[str]:
@@ -242,7 +295,7 @@ def _load_trained(kind, machine_type, run_dir: Path, record: dict) -> TrainedMod
             raise ValueError(f"run.json is not valid JSON: {err}") from err
         if not isinstance(summary, dict):
             raise ValueError("run.json does not hold a run record")
-        if summary.get("record") != record:
+        if training.model_identity(summary.get("record") or {}) != record:
             return None
         written = summary["files"]
         changed = [n for n, digest in written.items() if file_digest(run_dir / n) != digest]
@@ -282,51 +335,55 @@ def score_machine_type(
     table = table.assign(score=scores).drop(columns=["split"])
     table.insert(0, "model", trained.kind)
     write_csv(table, trained.run_dir / "scores.csv")
+    scoring_record = _scoring(profile, trained.kind, trained.machine_type)
+    write_text(trained.run_dir / _SCORING_FILE, json.dumps(scoring_record))
     return table
 
 
-def learning_status(history: pd.DataFrame, window: int = 3, tolerance: float = 0.02) -> str:
-    """Whether a training run had finished learning, from its validation loss. Chapters 4, 5.
-
-    ``"plateau"`` when the validation loss fell by less than ``tolerance`` (relative) over the
-    last ``window`` epochs, ``"improving"`` when it fell by more, ``"too short"`` when the
-    run has fewer than ``window`` epochs to judge from.
-    """
-    loss = history["val_loss"] if "val_loss" in history else history["loss"]
-    if len(loss) < window:
-        return "too short"
-    recent = loss.iloc[-window:]
-    gain = (recent.iloc[0] - recent.min()) / abs(recent.iloc[0])
-    return "improving" if gain >= tolerance else "plateau"
+#: Beside a model's ``scores.csv``: the scoring settings its scores were computed with.
+_SCORING_FILE = "scoring.json"
 
 
-def training_summary(profile: Profile, kinds=paper.MODEL_KINDS, machine_types=None) -> pd.DataFrame:
-    """How each trained model's training went: epochs, best epoch, losses, status. Chapter 5.
+def _scoring(profile: Profile, kind: str, machine_type: str) -> dict:
+    """The settings that make a model's test scores (not its training)."""
+    return {"score_hop": profile.model(kind, machine_type).score_hop}
+
+
+def training_summary(
+    profile: Profile, kinds=paper.MODEL_KINDS, machine_types=None, *, seeds: bool = False
+) -> pd.DataFrame:
+    """How each trained model's training went: epochs, best epoch, losses, status. Chapters 5, 7, 9.
 
     One row per (model kind, machine type) trained under the profile, read from the
     models' folders (a model not trained yet is left out). ``status`` is
-    :func:`learning_status` of its history.
+    :func:`learning_status` of its history. ``seeds``: a row for every training run of
+    :func:`seed_scores` too, with a ``seed`` column.
     """
     rows = []
     for kind in kinds:
         for machine_type in data.check_machine_types(machine_types):
-            run_dir = _run_dir(profile, kind, machine_type)
-            if not (run_dir / "run.json").exists():
-                continue
-            history = training.load_history(run_dir / "history.csv")
-            loss = history["val_loss"] if "val_loss" in history else history["loss"]
-            rows.append(
-                {
-                    "model": kind,
-                    "machine_type": machine_type,
-                    "epochs": len(history),
-                    "best_epoch": int(history.loc[loss.idxmin(), "epoch"]),
-                    "first_val_loss": float(loss.iloc[0]),
-                    "last_val_loss": float(loss.iloc[-1]),
-                    "status": learning_status(history),
-                }
-            )
+            runs = profile.model(kind, machine_type).seeds if seeds else 1
+            for run_seed in range(profile.seed, profile.seed + runs):
+                run_dir = _run_dir(seed_profile(profile, run_seed), kind, machine_type)
+                if not (run_dir / "run.json").exists():
+                    continue
+                row = {"model": kind, "machine_type": machine_type}
+                if seeds:
+                    row["seed"] = run_seed
+                rows.append({**row, **_training_row(run_dir)})
     return pd.DataFrame(rows)
+
+
+def _training_row(run_dir: Path) -> dict:
+    history = training.load_history(run_dir / "history.csv")
+    loss = history["val_loss"] if "val_loss" in history else history["loss"]
+    return {
+        "epochs": len(history),
+        "best_epoch": int(history.loc[loss.idxmin(), "epoch"]),
+        "first_val_loss": float(loss.iloc[0]),
+        "last_val_loss": float(loss.iloc[-1]),
+        "status": learning_status(history),
+    }
 
 
 def merge_scores(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -358,6 +415,7 @@ def run_experiment(
     verbose: int | str = 0,
     log=print,
     parallel: int | None = None,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Train and score every (model kind, machine type); return this run's clip scores.
 
@@ -371,11 +429,12 @@ def run_experiment(
     scores are those of a sequential run; only the order of the printed lines differs.
     The processes are spawned: a script that calls this with ``parallel`` above 1 keeps
     its own code under ``if __name__ == "__main__":`` (a notebook needs nothing).
+    ``overwrite`` is :func:`prepare_data`'s, which this calls first.
     """
-    types = data.check_machine_types(machine_types)
+    types = machine_types_of(profile, machine_types)
     for kind in kinds:
         paper.model_spec(kind)
-    prepare_data(profile, types, progress=verbose != 0)
+    prepare_data(profile, types, progress=verbose != 0, overwrite=overwrite)
     check_data(profile, types, kinds)
     if parallel is None:
         parallel = profile.acceleration.on(training.gpu_visible()).parallel_models
@@ -499,25 +558,73 @@ def _read_timings(path: Path) -> pd.DataFrame | None:
 
 
 def check_data(profile: Profile, machine_types=None, kinds=paper.MODEL_KINDS) -> None:
-    """Check every clip of the types from its header, before any training. Chapter 5.
+    """Check every clip of the types from its header, before any training. Chapters 5, 10.
 
     Each clip must be long enough for one window of the longest model of ``kinds``, so
     that every model scores the same clips. Every bad clip is reported at once
     (:class:`aadlib.data.AudioErrors`), as is a type without the clips training and
-    scoring need (:class:`aadlib.data.DataLayoutError`).
+    scoring need (:class:`aadlib.data.DataLayoutError`). A user's folder (profile
+    ``folder``) gets :func:`aadlib.folders.check_folder`'s checks, every problem at once
+    (:class:`aadlib.folders.FolderError`). Files whose names do not parse (skipped) and
+    test IDs with one label only (their AUC undefined; every other ID computed) are said
+    as warnings.
     """
     longest = max(paper.model_spec(kind).window_frames for kind in kinds)
     min_samples = (longest - 1) * paper.HOP_LENGTH  # a centred STFT: 1 + samples // hop frames
-    paths = []
-    for machine_type in data.check_machine_types(machine_types):
-        paths += list(data.type_clips(profile.data_root, machine_type).path)
-    data.check_clips(paths, paper.SAMPLE_RATE, min_samples)
+    types = machine_types_of(profile, machine_types)
+    if profile.data == "folder":
+        windows = {
+            kind: (spec.window_frames, profile.model(kind).train_hop, spec.batch_size)
+            for kind, spec in ((k, paper.model_spec(k)) for k in kinds)
+        }
+        found = folders.check_folder(
+            profile.data_root,
+            types,
+            min_samples=min_samples,
+            mono=profile.mix_down,
+            windows=windows,
+        )
+        for note in found.notes:
+            log.warning(note)
+        return
+    paths, of_type, notes = [], [], []
+    for machine_type in types:
+        clips = data.type_clips(profile.data_root, machine_type)
+        notes += folders.unparsable_notes(
+            profile.data_root, machine_type, folders.scan_type(profile.data_root, machine_type)[1]
+        )
+        notes += folders.undefined_notes(profile.data_root, clips)
+        paths += list(clips.path)
+        of_type += [machine_type] * len(clips)
+    for note in notes:
+        log.warning(note)
+    lengths = data.check_clips(paths, paper.SAMPLE_RATE, min_samples)
+    _warn_long_clips(pd.DataFrame({"path": paths, "type": of_type, "samples": lengths}))
+
+
+def _warn_long_clips(clips: pd.DataFrame, factor: float = 2.0) -> None:
+    """Name the clips more than ``factor`` times as long as their type's typical clip."""
+    typical = clips.groupby("type")["samples"].transform("median")
+    for machine_type, long in clips[clips["samples"] > factor * typical].groupby("type"):
+        usual = typical[long.index[0]] / paper.SAMPLE_RATE
+        listed = ", ".join(
+            f"{path} ({n / paper.SAMPLE_RATE:.1f} s)" for path, n in zip(long.path, long.samples)
+        )
+        log.warning(
+            "%s: %d clip(s) far longer than the type's others (typically %.1f s): %s",
+            machine_type,
+            len(long),
+            usual,
+            listed,
+        )
 
 
 def _data_sizes(profile: Profile) -> tuple[str, str]:
     """Training clips and test clips per machine ID (text) of a profile's data."""
     if profile.data == "real":
         return "as Table 1 (434-1,000)", "as Table 1 (189-1,200)"
+    if profile.data == "folder":
+        return "as your folder holds", "as your folder holds"
     size = synth.SIZES[profile.synth_size]
     if size.train_per_id is None:
         return "as Table 1 (434-1,000)", "as Table 1, half anomalous"
@@ -551,10 +658,8 @@ def profile_departures(names=None) -> pd.DataFrame:
         put(f"{kind}: z-normalised input", "paper", "yes" if spec.normalise else "no")
     for name in names:
         profile = PROFILES[name]
-        data_kind = (
-            "real (development set)"
-            if profile.data == "real"
-            else f"synthetic ({profile.synth_size})"
+        data_kind = {"real": "real (development set)", "folder": "your own (DCASE layout)"}.get(
+            profile.data, f"synthetic ({profile.synth_size})"
         )
         put("data", name, data_kind)
         train, test = _data_sizes(profile)
@@ -652,7 +757,11 @@ def out_of_fold_scores(
         )
     settings = profile.model(kind, machine_type)
     config = _train_config(profile, kind, machine_type)
-    identity = {**_identity(profile, kind, machine_type, params, table.path), "folds": folds}
+    identity = {
+        **_identity(profile, kind, machine_type, params, table.path),
+        "folds": folds,
+        "score_hop": settings.score_hop,
+    }
     record = training.run_record(kind, settings.train_hop, config, identity)
     folder = _run_dir(profile, kind, machine_type) / "out_of_fold"
     with exclusive(folder, f"out-of-fold scores of {kind} on {machine_type}"):
@@ -693,6 +802,64 @@ def _saved_out_of_fold(folder: Path, record: dict) -> pd.DataFrame | None:
         return None  # computed again, and written anew
 
 
+#: Normal clips per machine ID that :func:`unseen_normal_scores` renders by default.
+UNSEEN_PER_ID = 50
+
+
+def unseen_normal_scores(
+    trained: TrainedModel, profile: Profile, per_id: int = UNSEEN_PER_ID
+) -> pd.DataFrame:
+    """Scores of normal clips recorded after training: clips no model has seen. Chapter 6.
+
+    Synthetic profiles only. The generator renders ``per_id`` further normal clips of
+    each machine ID's training split, those that follow the data set's own (a larger
+    synthetic set holds the same clips: the sets are nested), with the data set's seed,
+    and the trained model scores them. They stand for what a plant records once the
+    monitor is installed: normal operation of the same machines, never trained on.
+    Rendered in memory through the same 16-bit PCM as the data set's files; nothing is
+    written.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model``, ``machine_type``, ``machine_id``, ``index`` (the clip's number in the
+        training split), ``label`` (``"normal"``), ``score`` and ``role`` (``"unseen"``).
+    """
+    if profile.data != "synthetic":
+        raise ValueError(
+            f"profile {profile.name!r} has recorded data: only a synthetic profile can render "
+            "clips beyond its set; use held-out validation clips or out_of_fold_scores"
+        )
+    if per_id < 1:
+        raise ValueError(f"per_id must be at least 1, not {per_id}")
+    table = data.type_clips(profile.data_root, trained.machine_type)
+    train = table[(table.split == "train") & (table.label == "normal")]
+    seed = _data_seed(profile, trained.machine_type) or 0
+    params = _params(profile, features.params_for(trained.kind))
+    rows, logmels = [], []
+    for machine_id, clips in train.groupby("machine_id"):
+        first = 1 + int(clips["index"].max())
+        for index in range(first, first + per_id):
+            y, _ = soundmodel.synthesize_clip(
+                trained.machine_type, int(machine_id), "normal", index, seed, split="train"
+            )
+            logmels.append(features.log_mel(synth.as_recorded(y), params))
+            rows.append({"machine_id": int(machine_id), "index": index})
+    names = [f"unseen {data.clip_filename('normal', r['machine_id'], r['index'])}" for r in rows]
+    hop = profile.model(trained.kind, trained.machine_type).score_hop
+    scores = scoring.score_clips(
+        trained.model,
+        LogMelSet.from_arrays(logmels, names),
+        trained.kind,
+        hop,
+        scaler=trained.scaler,
+    )
+    result = pd.DataFrame(rows).assign(label="normal", score=scores, role="unseen")
+    result.insert(0, "machine_type", trained.machine_type)
+    result.insert(0, "model", trained.kind)
+    return result
+
+
 def validation_scores(
     profile: Profile, machine_types=None, kinds=paper.MODEL_KINDS, progress: bool = False
 ) -> pd.DataFrame:
@@ -704,7 +871,7 @@ def validation_scores(
     """
     parts = []
     for kind in kinds:
-        for machine_type in data.check_machine_types(machine_types):
+        for machine_type in machine_types_of(profile, machine_types):
             trained = train_machine_type(machine_type, kind, profile, verbose=0)
             clips = score_training_clips(trained, profile, progress)
             parts.append(clips[clips["role"] == "validation"])
@@ -739,8 +906,10 @@ def _saved_scores(profile: Profile, kind: str, machine_type: str) -> pd.DataFram
         identity,
     )
     try:
-        if json.loads(run_file.read_text()).get("record") != record:
+        if training.model_identity(json.loads(run_file.read_text()).get("record") or {}) != record:
             return None
+        if read_json_object(run_dir / _SCORING_FILE) != _scoring(profile, kind, machine_type):
+            return None  # scored with other settings (or by a version that did not say)
         written = scores_file.stat().st_mtime_ns
         if any(Path(p).stat().st_mtime_ns > written for p in test.path):
             return None
@@ -756,7 +925,7 @@ def _saved_scores(profile: Profile, kind: str, machine_type: str) -> pd.DataFram
 def autoencoder_scores(
     profile: Profile, kinds=paper.MODEL_KINDS, machine_types=None
 ) -> pd.DataFrame:
-    """Each autoencoder's scores of every test clip, reusing those saved with it. Chapters 7 to 9.
+    """Each autoencoder's scores of every test clip, reusing those saved with it. Chapters 7 to 10.
 
     Chapters 3 to 5 train and score the autoencoders; a model whose folder holds the
     scores it wrote for the current test clips (:func:`score_machine_type`) is not run
@@ -765,12 +934,46 @@ def autoencoder_scores(
     parts = []
     for kind in kinds:
         paper.model_spec(kind)
-        for machine_type in data.check_machine_types(machine_types):
+        for machine_type in machine_types_of(profile, machine_types):
             saved = _saved_scores(profile, kind, machine_type)
             if saved is None:
                 trained = train_machine_type(machine_type, kind, profile, verbose=0)
                 saved = score_machine_type(trained, profile, progress=False)
             parts.append(saved)
+    return pd.concat(parts, ignore_index=True)
+
+
+def seed_profile(profile: Profile, seed: int) -> Profile:
+    """The profile of the training run with ``seed``: the profile's own folder for its
+    seed, ``<results>/seeds/seed-<seed>`` for the others. Chapter 5."""
+    if seed == profile.seed:
+        return profile
+    return profile.replace(seed=seed, results=profile.results / "seeds" / f"seed-{seed}")
+
+
+def seed_scores(
+    profile: Profile, kinds=paper.MODEL_KINDS, machine_types=None, *, verbose: int = 0
+) -> pd.DataFrame:
+    """Test scores of every training run of each kind: one per seed. Chapters 5, 9.
+
+    A kind trains :attr:`aadlib.profiles.ModelSettings.seeds` times per machine type,
+    with seeds ``profile.seed``, ``profile.seed + 1``, ... (:func:`seed_profile` says
+    where each run's files go); models and scores already saved are reused, as in
+    :func:`autoencoder_scores`. Returns the scores with a ``seed`` column, which
+    :func:`aadlib.tables.per_id_table` and :func:`aadlib.tables.compare_models` average
+    over and resample.
+    """
+    parts = []
+    for kind in kinds:
+        for machine_type in data.check_machine_types(machine_types):
+            runs = profile.model(kind, machine_type).seeds
+            for run_seed in range(profile.seed, profile.seed + runs):
+                run = seed_profile(profile, run_seed)
+                saved = _saved_scores(run, kind, machine_type)
+                if saved is None:
+                    trained = train_machine_type(machine_type, kind, run, verbose=verbose)
+                    saved = score_machine_type(trained, run, progress=False)
+                parts.append(saved.assign(seed=run_seed))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -853,7 +1056,9 @@ def run_detector(
     refit: bool = False,
     verbose: int = 0,
 ) -> detectors.DetectorRun:
-    """Fit and score a detector family on machine types; scores, timings and fits. Chapters 7, 9.
+    """Fit and score a detector family on machine types; scores, timings and fits.
+
+    Chapters 7, 9, 10.
 
     ``family`` is one of :data:`aadlib.detectors.DETECTOR_FAMILIES`. The scores table has
     the format of :func:`score_machine_type` (so :mod:`aadlib.tables` reads it); the
@@ -866,7 +1071,7 @@ def run_detector(
         raise ValueError(
             f"unknown detector {family!r}; choose one of {', '.join(detectors.DETECTOR_FAMILIES)}"
         )
-    types = data.check_machine_types(machine_types)
+    types = machine_types_of(profile, machine_types)
     parts, timings, fitted = [], [], {}
     for machine_type in types:
         detector = fit_detector(profile, family, machine_type, refit=refit, verbose=verbose)
@@ -897,8 +1102,9 @@ def id_accuracy_table(profile: Profile, fitted: dict) -> pd.DataFrame:
     ``fitted`` maps machine types to fitted :class:`aadlib.detectors.IdClassifierDetector`
     (``run_detector(profile, "id-classifier").fitted``). One row per type: ``chance``
     (one over its number of IDs) and the share of normal and of anomalous test clips
-    whose most probable ID is their own. Anomalies that blur a machine's identity lower
-    the second; that is what the classifier's anomaly score feeds on.
+    whose most probable ID is their own, with their numbers (``normal n``, ``anomalous
+    n``). Anomalies that blur a machine's identity lower the second; that is what the
+    classifier's anomaly score feeds on (:func:`aadlib.detectors.identity_findings`).
     """
     rows = []
     for machine_type, detector in fitted.items():
@@ -911,6 +1117,48 @@ def id_accuracy_table(profile: Profile, fitted: dict) -> pd.DataFrame:
                 "chance": 1 / len(detector.ids),
                 "normal clips": float(own[normal].mean()),
                 "anomalous clips": float(own[~normal].mean()),
+                "normal n": int(normal.sum()),
+                "anomalous n": int((~normal).sum()),
             }
         )
     return pd.DataFrame(rows).set_index("machine_type")
+
+
+# --------------------------------------------------------------------------------------
+# Plain recordings in folds (chapter 10)
+# --------------------------------------------------------------------------------------
+
+
+def fold_scores(
+    source: str | Path,
+    *,
+    folds: int = 2,
+    machine_type: str = "fan",
+    kinds=paper.MODEL_KINDS,
+    families=("mahalanobis", "gmm"),
+    home: str | Path | None = None,
+    log=None,
+) -> pd.DataFrame:
+    """Every detector on plain ``normal/`` and ``abnormal/`` recordings, fold by fold. Chapter 10.
+
+    Fold ``k`` is laid out by :func:`aadlib.folders.layout_recordings` under
+    ``<home>/data/<source name>-<folds>folds-fold<k>`` and run with the ``folder``
+    profile (results under ``<home>/results/`` with the same name): the autoencoders ``kinds`` by
+    :func:`run_experiment` (a model trained before on the same clips is reused) and the
+    detector ``families`` by :func:`run_detector`. Every normal clip is tested once,
+    every abnormal clip in every fold. Returns the scores of every fold with a ``fold``
+    column, for :func:`aadlib.tables.fold_table`.
+    """
+    source = Path(source)
+    home = resolve("quick", home=home).home  # the working folder only
+    parts = []
+    for fold in range(folds):
+        name = f"{source.name}-{folds}folds-fold{fold}"
+        root = folders.ensure_layout(
+            source, home / "data" / name, machine_type=machine_type, folds=folds, fold=fold
+        )
+        profile = resolve("folder", home=home, data_root=root, results=home / "results" / name)
+        runs = [run_experiment(profile, [machine_type], kinds, log=log)] if kinds else []
+        runs += [run_detector(profile, family, [machine_type]).scores for family in families]
+        parts += [run.assign(fold=fold) for run in runs]
+    return pd.concat(parts, ignore_index=True)

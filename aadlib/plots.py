@@ -14,16 +14,21 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
 from .features import FeatureParams
-from .paper import SAMPLE_RATE, model_spec
+from .paper import MAX_FPR, SAMPLE_RATE, model_spec
+from .wording import glue  # where chapters found it first; the wording module owns it
 
 __all__ = [
     "glue",
     "LABEL_COLORS",
     "MODEL_COLORS",
+    "model_color",
+    "legend_below",
+    "audio_player",
     "waveform",
     "spectrogram",
     "windows_on_spectrogram",
     "loss_curves",
+    "id_learning_curves",
     "score_histogram",
     "roc_curves",
     "paper_vs_ours",
@@ -35,14 +40,57 @@ __all__ = [
 
 #: Colours of normal and anomalous clips in every figure.
 LABEL_COLORS = {"normal": "#1f77b4", "anomaly": "#d62728"}
-#: Colours of the models in every figure.
+#: The one palette of the book: each model and detector keeps its colour in every chapter
+#: (the Dense AE is the same blue in chapters 5, 7 and 9). Figures take their colours from
+#: here, through :func:`model_color`; the two ensembles of chapter 7 have their own.
 MODEL_COLORS = {
     "baseline": "#7f7f7f",
     "dense": "#1f77b4",
     "cnn": "#ff7f0e",
     "mahalanobis": "#2ca02c",
     "gmm": "#9467bd",
+    "id-classifier": "#8c564b",
+    "id-embedding": "#e377c2",
+    "dense + mahalanobis": "#17becf",
+    "mahalanobis + id-embedding": "#bcbd22",
 }
+
+
+def model_color(name: str) -> str:
+    """The colour of a model or detector in every figure of the book. Chapters 5, 7, 9.
+
+    Raises a :class:`KeyError` naming the palette for a name it does not hold: a new
+    detector gets its entry in :data:`MODEL_COLORS` rather than a colour of the moment.
+    """
+    try:
+        return MODEL_COLORS[name]
+    except KeyError:
+        raise KeyError(
+            f"{name!r} has no colour in aadlib.plots.MODEL_COLORS (it holds "
+            f"{', '.join(MODEL_COLORS)}): add one there, so it keeps it across chapters"
+        ) from None
+
+
+def audio_player(samples, title: str, listen_for: str, rate: int = SAMPLE_RATE):
+    """An audio player with its caption: what the clip is and what to listen for. Chapters 1 to 9.
+
+    Returns an :class:`IPython.display.HTML` block, a ``<figure class="aad-audio">``
+    whose ``<figcaption>`` holds ``title`` (in bold) and ``listen_for``, around the
+    player of :class:`IPython.display.Audio`; show it with ``display``. Both texts are
+    required: a player without them leaves the reader guessing what to hear.
+    """
+    from html import escape  # the standard library's; only where a player is made
+
+    from IPython.display import HTML, Audio  # IPython comes with Jupyter: only for players
+
+    if not str(title).strip() or not str(listen_for).strip():
+        raise ValueError("an audio player needs a title and what to listen for")
+    player = Audio(np.asarray(samples), rate=rate)._repr_html_()
+    caption = (
+        f'<figcaption><strong class="aad-audio-title">{escape(str(title))}</strong> '
+        f'<span class="aad-audio-listen">{escape(str(listen_for))}</span></figcaption>'
+    )
+    return HTML(f'<figure class="aad-audio">{caption}{player}</figure>')
 
 
 def _sharp_inline_figures() -> None:
@@ -59,20 +107,22 @@ def _sharp_inline_figures() -> None:
 _sharp_inline_figures()
 
 
-def glue(name: str, value, display: bool = False) -> None:
-    """Keep ``value`` under ``name`` for the page's prose (myst-nb's ``glue``). Chapters 1 to 9.
+def legend_below(ax, ncols: int = 1, offset: float = 0.14):
+    """Put the axes' legend under the plot, off the data, in rows of ``ncols``. Chapters 3, 5, 9.
 
-    While the book is built, the text quotes the value with ``{glue:text}`name```, so a
-    sentence and the output it describes always agree. Where myst-nb is not installed
-    (Colab), nothing needs it and nothing happens.
+    ``offset`` is the gap below the axes, as a share of their height (room for the tick
+    labels). Returns the legend.
     """
-    try:
-        from myst_nb import glue as myst_glue  # the book's dependency: only while pages build
-    except ImportError:
-        return
-    if isinstance(value, np.generic):  # a NumPy scalar's repr is not a number to format
-        value = value.item()
-    myst_glue(name, value, display=display)
+    handles, labels = ax.get_legend_handles_labels()
+    return ax.legend(
+        handles,
+        labels,
+        frameon=False,
+        ncols=max(1, min(ncols, len(labels))),
+        fontsize="small",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -offset),
+    )
 
 
 def _axes(ax, figsize):
@@ -183,6 +233,47 @@ def loss_curves(
     return fig, ax
 
 
+def id_learning_curves(fitted: dict, figsize=None):
+    """Every type's ID-classifier training: loss and accuracy per epoch, small multiples.
+
+    ``fitted`` maps machine types to fitted ID classifiers (with ``history``, ``ids``,
+    ``best_epoch`` and ``status``). One column per type: the cross-entropy on top, the
+    share of patches assigned to their own ID below, training (dashed) and validation
+    (solid) in the classifier's colour, chance and the kept epoch marked, the learning
+    status in the title. Chapter 7.
+    """
+    types = list(fitted)
+    figsize = figsize or (2.3 * len(types), 4.6)
+    fig, axes = plt.subplots(2, len(types), figsize=figsize, sharex="col", squeeze=False)
+    color = model_color("id-classifier")
+    for k, machine_type in enumerate(types):
+        detector = fitted[machine_type]
+        history, top, bottom = detector.history, axes[0, k], axes[1, k]
+        for ax, column in ((top, "loss"), (bottom, "accuracy")):
+            ax.plot(history["epoch"], history[column], color=color, ls="--", lw=1, label="training")
+            if f"val_{column}" in history:
+                ax.plot(
+                    history["epoch"],
+                    history[f"val_{column}"],
+                    color=color,
+                    lw=1.5,
+                    marker="o",
+                    ms=2,
+                    label="validation",
+                )
+            ax.axvline(detector.best_epoch, color="grey", ls=":", lw=1, label="kept epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+        bottom.axhline(1 / len(detector.ids), color="grey", ls="--", lw=0.8, label="chance")
+        bottom.set(ylim=(0, 1.02), xlabel="epoch")
+        top.set_title(f"{machine_type}\n{detector.status}", fontsize="medium")
+    axes[0, 0].set_ylabel("cross-entropy")
+    axes[1, 0].set_ylabel("patches assigned\nto their ID")
+    handles, labels = axes[1, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig, axes
+
+
 def score_histogram(scores: pd.DataFrame, ax=None, figsize=(5, 3), bins=30, title=None):
     """Distribution of clip scores, normal against anomalous clips. Chapters 3, 4, 7."""
     fig, ax = _axes(ax, figsize)
@@ -197,7 +288,7 @@ def score_histogram(scores: pd.DataFrame, ax=None, figsize=(5, 3), bins=30, titl
     return fig, ax
 
 
-def roc_curves(scores: pd.DataFrame, ax=None, figsize=(4.5, 4.2), max_fpr=0.1, title=None):
+def roc_curves(scores: pd.DataFrame, ax=None, figsize=(4.5, 4.2), max_fpr=MAX_FPR, title=None):
     """ROC curve per machine ID, the pAUC region shaded. Chapters 3, 4."""
     fig, ax = _axes(ax, figsize)
     ax.axvspan(0, max_fpr, color="0.9", label=f"pAUC region (FPR ≤ {max_fpr})")
@@ -233,7 +324,7 @@ def paper_vs_ours(
     for m, model in enumerate(models):
         part = rows[rows["model"] == model].set_index("machine_type").reindex(types)
         base = x - 0.4 + width * (2 * m + 0.5)
-        color = MODEL_COLORS.get(model, None)
+        color = model_color(model)
         ax.bar(
             base, part[f"paper_{metric}"], width, color=color, alpha=0.45, label=f"{model} (paper)"
         )
@@ -253,7 +344,7 @@ def paper_vs_ours(
     ax.axhline(50, color="grey", lw=1, ls="--")
     ax.set_xticks(x, types)
     ax.set(ylabel=f"{'AUC' if metric == 'auc' else 'pAUC'} (%)", ylim=(40, 101), title=title)
-    ax.legend(frameon=False, ncols=2 * len(models), fontsize="small", loc="upper left")
+    legend_below(ax, ncols=2 * len(models))
     return fig, ax
 
 
@@ -265,7 +356,7 @@ def averages_with_intervals(
     figsize=(9, 3.4),
     title=None,
 ):
-    """Each model's per-type average as a point with its 95 % interval. Chapter 9.
+    """Each model's per-type average as a point with its 95 % interval. Chapters 9, 10.
 
     ``per_id`` is :func:`aadlib.tables.per_id_table` output with ``ci=True`` and a
     ``model`` column; ``models`` picks and orders the models (default: all, as they come).
@@ -288,13 +379,13 @@ def averages_with_intervals(
             ms=4,
             capsize=2,
             lw=1,
-            color=MODEL_COLORS.get(model),
+            color=model_color(model),
             label=model,
         )
     ax.axhline(50, color="grey", lw=1, ls="--")
     ax.set_xticks(x, types)
     ax.set(ylabel=f"{'AUC' if metric == 'auc' else 'pAUC'} (%)", title=title)
-    ax.legend(frameon=False, ncols=len(models), fontsize="small", loc="lower left")
+    legend_below(ax, ncols=len(models))
     return fig, ax
 
 

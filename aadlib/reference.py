@@ -24,6 +24,7 @@ __all__ = [
     "real_logmel_stats",
     "training_workload",
     "measured_step_rates",
+    "development_archive_bytes",
     "PAPER_ERRATA",
     "MIMII_NORMAL_TEST_CLIPS",
 ]
@@ -88,7 +89,7 @@ def _corrected(table: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def table2(consistent: bool = False) -> pd.DataFrame:
-    """Table 2 as published: AUC and pAUC (%) per ID and per-type average. Chapters 4, 5, 9.
+    """Table 2 as published: AUC and pAUC (%) per ID and per-type average. Chapters 4, 5, 9, 10.
 
     Columns: ``machine_type``, ``machine_id`` (``"1"``..., or ``"average"``) and
     ``{baseline,dense,cnn}_{auc,pauc}``. pAUC is McClish-standardised. With
@@ -103,7 +104,7 @@ def table2(consistent: bool = False) -> pd.DataFrame:
 def table2_long(consistent: bool = False) -> pd.DataFrame:
     """Table 2 in long form: one row per (model, machine type, ID) with ``auc``, ``pauc``.
 
-    Chapter 5. The models are ``baseline`` (the DCASE 2020 baseline) and the kinds of
+    Chapters 5, 10. The models are ``baseline`` (the DCASE 2020 baseline) and the kinds of
     :data:`aadlib.paper.MODEL_KINDS`; ``consistent`` as in :func:`table2`.
     """
     wide = table2(consistent)
@@ -168,3 +169,9 @@ def measured_step_rates() -> pd.DataFrame:
     appear as they were measured: a device missing here has not been measured yet.
     """
     return read_resource_csv("step_rates.csv")
+
+
+def development_archive_bytes() -> int:
+    """Bytes to download for the real development set: its six archives on Zenodo. Chapter 5."""
+    archives = read_resource_csv("dcase2020_task2_archives.csv")
+    return int(archives.loc[archives["file"].str.startswith("dev_data_"), "size_bytes"].sum())

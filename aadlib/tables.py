@@ -19,17 +19,19 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, plots, reference
-from ._io import write_atomic, write_csv
+from ._storage import write_atomic, write_csv
 from .data import MACHINE_TYPES
 from .paper import MODEL_KINDS
 
 __all__ = [
     "SCORE_COLUMNS",
     "check_scores",
+    "check_summary",
     "per_id_table",
     "compare_models",
     "per_kind_table",
     "with_intervals",
+    "fold_table",
     "results_table",
     "table2_layout",
     "comparison_table",
@@ -64,6 +66,38 @@ def check_scores(scores: pd.DataFrame, source: str | Path = "the scores table") 
     return scores
 
 
+def check_summary(scores: pd.DataFrame, folder: str | Path, source: str | Path) -> pd.DataFrame:
+    """A results folder's summary of scores, checked against the per-model score files.
+
+    ``<folder>/<model>/<machine_type>/scores.csv`` holds each model's scores of one type;
+    the summary (``source``) must hold as many rows of each. A summary cut short, or
+    written before a model was scored, raises :class:`ValueError` that names what it lacks.
+    """
+    folder = Path(folder)
+    gaps = []
+    for kind in MODEL_KINDS:
+        for machine_type in MACHINE_TYPES:
+            part = folder / kind / machine_type / "scores.csv"
+            if not part.is_file():
+                continue
+            try:
+                expected = len(pd.read_csv(part, usecols=["score"]))
+            except (OSError, ValueError):
+                continue  # a damaged file of one model is not the summary's fault
+            found = int(
+                ((scores["model"] == kind) & (scores["machine_type"] == machine_type)).sum()
+            )
+            if found != expected:
+                gaps.append(f"{kind} on {machine_type} ({found} of the {expected} rows of {part})")
+    if gaps:
+        raise ValueError(
+            f"{source} does not match the models' own score files: {'; '.join(gaps)}. It may "
+            "have been cut short; run `aadlib evaluate` with the same options to write it "
+            "again (trained models are reused)"
+        )
+    return scores
+
+
 def _type_order(types) -> list[str]:
     present = list(dict.fromkeys(types))
     return [t for t in MACHINE_TYPES if t in present] + [
@@ -93,6 +127,24 @@ def _id_seed(seed: int, *key) -> int:
     return zlib.crc32(repr((seed, *map(str, key))).encode())
 
 
+#: The columns that name one test clip within a machine ID.
+_CLIP = ["label", "index"]
+
+
+def _runs(group: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of one ID's test clips and their scores per training run, ``(n_runs, n_clips)``.
+
+    Without a ``seed`` column the scores are those of one run; with one, every seed must
+    have scored the same clips once.
+    """
+    if "seed" not in group.columns:
+        return (group["label"] == "anomaly").to_numpy(), group["score"].to_numpy()[None]
+    wide = group.pivot_table(index=_CLIP, columns="seed", values="score")
+    if wide.isna().any(axis=None) or wide.size != len(group):
+        raise ValueError("every training seed must score the same test clips, each once")
+    return np.asarray(wide.index.get_level_values("label") == "anomaly"), wide.to_numpy().T
+
+
 def per_id_table(
     scores: pd.DataFrame,
     pauc: str = "mcclish",
@@ -102,7 +154,9 @@ def per_id_table(
     seed: int = 0,
     level: float = metrics.LEVEL,
 ) -> pd.DataFrame:
-    """AUC and pAUC (%) per machine type and ID from a scores table. Chapters 3, 4, 5, 7, 9.
+    """AUC and pAUC (%) per machine type and ID from a scores table.
+
+    Chapters 3, 4, 5, 7, 9, 10.
 
     Parameters
     ----------
@@ -114,6 +168,10 @@ def per_id_table(
         Add bootstrap confidence intervals: ``n_boot`` resamples of each ID's test clips
         (normal and anomalous clips drawn separately), at ``level``. A per-type average's
         interval comes from averaging the IDs' resamples, so it reflects every ID's noise.
+        With a ``seed`` column (the scores of several training runs,
+        :func:`aadlib.pipeline.seed_scores`), each metric is the mean over the seeds and
+        the resamples draw the seeds too (:func:`aadlib.metrics.bootstrap_runs`): the
+        interval then covers the test clips and the seed-to-seed spread of training.
 
     Returns
     -------
@@ -121,24 +179,32 @@ def per_id_table(
         Columns ``model`` (when given), ``machine_type``, ``machine_id``, ``auc``, ``pauc``,
         ``n_normal``, ``n_anomaly`` and, with ``ci``, ``auc_low``, ``auc_high``,
         ``pauc_low``, ``pauc_high``; ``machine_id`` ``"average"`` rows hold the per-type
-        mean over IDs, as in the paper's Table 2.
+        mean over IDs, as in the paper's Table 2. An ID whose test clips have one label
+        only has NaN metrics (undefined) and is left out of its type's average. With a
+        ``seed`` column, ``n_seeds`` counts the runs averaged (an average row: the fewest).
     """
     pauc_fn = metrics.pauc_function(pauc)
     keys = [k for k in ("model", "machine_type") if k in scores.columns]
     rows, replicates = [], {}
+    seeded = "seed" in scores.columns
     for group_key, group in scores.groupby(keys + ["machine_id"], sort=True):
-        y = (group["label"] == "anomaly").to_numpy()
+        y, runs = _runs(group)
         row = dict(zip(keys + ["machine_id"], group_key))
+        defined = 0 < y.sum() < len(y)  # an ID with one label only has no ROC curve
         row.update(
-            auc=100 * metrics.auc(y, group["score"]),
-            pauc=100 * pauc_fn(y, group["score"]),
+            auc=np.mean([100 * metrics.auc(y, r) for r in runs]) if defined else np.nan,
+            pauc=np.mean([100 * pauc_fn(y, r) for r in runs]) if defined else np.nan,
             n_normal=int((~y).sum()),
             n_anomaly=int(y.sum()),
         )
-        if ci:
-            boot = metrics.bootstrap(y, group["score"], n_boot, _id_seed(seed, *group_key))
-            replicates[group_key] = (100 * boot["auc"], 100 * boot[f"pauc_{pauc}"])
+        if seeded:
+            row["n_seeds"] = len(runs)
+        if ci and defined:
+            boot = metrics.bootstrap_runs(y, [runs], n_boot, _id_seed(seed, *group_key))
+            replicates[group_key] = (100 * boot["auc"][0], 100 * boot[f"pauc_{pauc}"][0])
             _add_interval(row, *replicates[group_key], level)
+        elif ci:
+            row.update(auc_low=np.nan, auc_high=np.nan, pauc_low=np.nan, pauc_high=np.nan)
         rows.append(row)
     per_id = pd.DataFrame(rows)
     averages = []
@@ -151,10 +217,16 @@ def per_id_table(
             n_normal=int(ids["n_normal"].sum()),
             n_anomaly=int(ids["n_anomaly"].sum()),
         )
-        if ci:
-            per_group = [
-                replicates[tuple(r[k] for k in keys + ["machine_id"])] for _, r in ids.iterrows()
-            ]
+        if seeded:
+            row["n_seeds"] = int(ids["n_seeds"].min())
+        per_group = [
+            replicates[key]
+            for key in (tuple(r[k] for k in keys + ["machine_id"]) for _, r in ids.iterrows())
+            if key in replicates
+        ]
+        if ci and not per_group:
+            row.update(auc_low=np.nan, auc_high=np.nan, pauc_low=np.nan, pauc_high=np.nan)
+        elif ci:
             _add_interval(
                 row,
                 np.mean([auc for auc, _ in per_group], axis=0),
@@ -180,90 +252,128 @@ def compare_models(
     n_boot: int = metrics.N_BOOT,
     seed: int = 0,
     level: float = metrics.LEVEL,
+    training: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Paired comparison of two models on the same test clips. Chapters 3, 4, 5, 7, 9.
 
     Both models' scores are resampled with the same clips (a paired bootstrap), so the
     noise that the two share (which clips happen to be in the test set) cancels out of
-    the difference. Returns, in percentage points of ``first`` minus ``second``:
-    ``auc_diff``, ``auc_diff_low``, ``auc_diff_high``, the same for ``pauc``, and
-    ``beyond_noise`` (the AUC interval excludes 0); per ID, per type (``average``) and,
-    with several types, over all of them (machine type ``"all types"``, every type
-    weighted alike, as the paper's overall averages).
+    the difference. With a ``seed`` column (several training runs of a model), each
+    model's metric is its mean over seeds and the resamples draw seeds too
+    (:func:`aadlib.metrics.bootstrap_runs`), so the interval covers the seed-to-seed
+    spread as well. Returns, in percentage points of ``first`` minus ``second``:
+    ``auc_diff``, ``auc_diff_low``, ``auc_diff_high``, the same for ``pauc``,
+    ``beyond_noise`` (the AUC interval excludes 0) and ``seeds_first``,
+    ``seeds_second`` (runs per model); per ID, per type (``average``) and, with several
+    types, over all of them (machine type ``"all types"``, every type weighted alike, as
+    the paper's overall averages).
+
+    ``training``: :func:`aadlib.pipeline.training_summary` output. With it, the column
+    ``undecided`` names the models of the pair that stopped while still improving on
+    that type (on any type, for ``"all types"``): a difference measured against such a
+    model says how far its training got, not how good it can be.
     """
-    clip = ["machine_type", "machine_id", "label", "index"]
-    pair = scores[scores["model"].isin([first, second])].pivot_table(
-        index=clip, columns="model", values="score"
-    )
-    if not {first, second} <= set(pair.columns) or pair.isna().any(axis=None):
-        raise ValueError(
-            f"compare_models needs both {first!r} and {second!r} scored on the same clips"
-        )
+    runs = _paired_runs(scores, first, second)
     rows, replicates = [], {}
-    for (machine_type, machine_id), group in pair.groupby(level=[0, 1], sort=True):
-        y = group.index.get_level_values("label") == "anomaly"
-        both = group[[first, second]].to_numpy().T
-        boot = metrics.bootstrap(y, both, n_boot, _id_seed(seed, machine_type, machine_id))
-        area, partial = metrics.roc_areas(y, both)
-        point_pauc = metrics.mcclish(partial) if pauc == "mcclish" else partial / metrics.MAX_FPR
-        auc_diff = 100 * (boot["auc"][0] - boot["auc"][1])
-        pauc_diff = 100 * (boot[f"pauc_{pauc}"][0] - boot[f"pauc_{pauc}"][1])
-        replicates[machine_type, machine_id] = (auc_diff, pauc_diff)
+    for (machine_type, machine_id), group in runs.groupby(level=[0, 1], sort=True):
+        y = np.asarray(group.index.get_level_values("label") == "anomaly")
+        pair = [group[first].to_numpy().T, group[second].to_numpy().T]
+        key = (machine_type, machine_id)
+        boot = metrics.bootstrap_runs(y, pair, n_boot, _id_seed(seed, *key))
+        replicates[key] = (
+            100 * (boot["auc"][0] - boot["auc"][1]),
+            100 * (boot[f"pauc_{pauc}"][0] - boot[f"pauc_{pauc}"][1]),
+        )
+        point = [_mean_areas(y, r, pauc) for r in pair]
         row = {
             "machine_type": machine_type,
             "machine_id": str(machine_id),
-            "auc_diff": 100 * (area[0] - area[1]),
-            "pauc_diff": 100 * (point_pauc[0] - point_pauc[1]),
+            "auc_diff": 100 * (point[0][0] - point[1][0]),
+            "pauc_diff": 100 * (point[0][1] - point[1][1]),
+            "seeds_first": len(pair[0]),
+            "seeds_second": len(pair[1]),
         }
-        rows.append(_with_diff_interval(row, auc_diff, pauc_diff, level))
+        rows.append(_with_diff_interval(row, *replicates[key], level))
     table = pd.DataFrame(rows)
-    for machine_type, ids in table.groupby("machine_type", sort=False):
-        per_id = [replicates[machine_type, int(i)] for i in ids["machine_id"]]
-        row = {
-            "machine_type": machine_type,
-            "machine_id": "average",
-            "auc_diff": ids["auc_diff"].mean(),
-            "pauc_diff": ids["pauc_diff"].mean(),
-        }
-        rows.append(
-            _with_diff_interval(
-                row,
-                np.mean([a for a, _ in per_id], axis=0),
-                np.mean([p for _, p in per_id], axis=0),
-                level,
-            )
-        )
-    types = list(dict.fromkeys(table["machine_type"]))
-    if len(types) > 1:  # every type weighted alike, as the paper's overall averages
-        per_type = [
-            (
-                np.mean(
-                    [replicates[t, int(i)][0] for i in table.machine_id[table.machine_type == t]],
-                    axis=0,
-                ),
-                np.mean(
-                    [replicates[t, int(i)][1] for i in table.machine_id[table.machine_type == t]],
-                    axis=0,
-                ),
-            )
-            for t in types
-        ]
+    groups = {
+        t: [(t, int(i)) for i in ids] for t, ids in table.groupby("machine_type")["machine_id"]
+    }
+    for machine_type in dict.fromkeys(table["machine_type"]):
+        rows.append(_rolled_up(table, machine_type, groups[machine_type], replicates, level))
+    if len(groups) > 1:  # every type weighted alike, as the paper's overall averages
+        per_type = {t: _mean_replicates(keys, replicates) for t, keys in groups.items()}
         averages = pd.DataFrame(rows[len(table) :])
         overall = {
             "machine_type": "all types",
             "machine_id": "average",
             "auc_diff": averages["auc_diff"].mean(),
             "pauc_diff": averages["pauc_diff"].mean(),
+            "seeds_first": int(averages["seeds_first"].min()),
+            "seeds_second": int(averages["seeds_second"].min()),
         }
-        rows.append(
-            _with_diff_interval(
-                overall,
-                np.mean([a for a, _ in per_type], axis=0),
-                np.mean([p for _, p in per_type], axis=0),
-                level,
-            )
+        rows.append(_with_diff_interval(overall, *_mean_replicates(per_type, None), level))
+    result = _ordered(pd.DataFrame(rows), ["machine_type"])
+    if training is not None:
+        result["undecided"] = _undecided(result["machine_type"], (first, second), training)
+    return result
+
+
+def _paired_runs(scores: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
+    """Scores of both models, a row per test clip, a column per (model, seed)."""
+    chosen = scores[scores["model"].isin([first, second])]
+    if "seed" not in chosen.columns:
+        chosen = chosen.assign(seed=0)
+    wide = chosen.pivot_table(
+        index=["machine_type", "machine_id", *_CLIP], columns=["model", "seed"], values="score"
+    )
+    models = set(wide.columns.get_level_values("model"))
+    if not {first, second} <= models or wide.isna().any(axis=None) or wide.size != len(chosen):
+        raise ValueError(
+            f"compare_models needs both {first!r} and {second!r} scored on the same clips "
+            "(each seed of each model once)"
         )
-    return _ordered(pd.DataFrame(rows), ["machine_type"])
+    return wide
+
+
+def _mean_areas(y: np.ndarray, runs: np.ndarray, pauc: str) -> tuple[float, float]:
+    """AUC and pAUC (fractions) of each run's scores, averaged over the runs."""
+    area, partial = metrics.roc_areas(y, runs)
+    return float(np.mean(area)), float(np.mean(metrics.standardise(partial, pauc)))
+
+
+def _mean_replicates(keys, replicates: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The mean over groups of their (AUC, pAUC) replicates: a roll-up's resamples."""
+    parts = [replicates[k] for k in keys] if replicates is not None else list(keys.values())
+    return np.mean([a for a, _ in parts], axis=0), np.mean([p for _, p in parts], axis=0)
+
+
+def _rolled_up(table: pd.DataFrame, machine_type: str, keys, replicates, level) -> dict:
+    """A type's ``average`` row of a comparison: the mean over its IDs, and its interval."""
+    ids = table[table["machine_type"] == machine_type]
+    row = {
+        "machine_type": machine_type,
+        "machine_id": "average",
+        "auc_diff": ids["auc_diff"].mean(),
+        "pauc_diff": ids["pauc_diff"].mean(),
+        "seeds_first": int(ids["seeds_first"].min()),
+        "seeds_second": int(ids["seeds_second"].min()),
+    }
+    return _with_diff_interval(row, *_mean_replicates(keys, replicates), level)
+
+
+def _undecided(machine_types: pd.Series, models, training: pd.DataFrame) -> list[str]:
+    """Per row, the models (of ``models``) that stopped while improving on that type."""
+    improving = training[training["status"] != "plateau"]
+    stopped = {(m, t) for m, t in zip(improving["model"], improving["machine_type"]) if m in models}
+    named = []
+    for machine_type in machine_types:
+        these = [
+            m
+            for m in models
+            if any(m == s[0] and machine_type in (s[1], "all types") for s in stopped)
+        ]
+        named.append(", ".join(these))
+    return named
 
 
 def _with_diff_interval(row: dict, auc_diff, pauc_diff, level: float) -> dict:
@@ -386,10 +496,85 @@ def per_kind_table(
 
 
 def with_intervals(table: pd.DataFrame, metric: str = "auc", digits: int = 1) -> pd.Series:
-    """``metric`` and its interval as text, e.g. ``"78.3 [74.1, 82.0]"``, for display. Chapter 5."""
+    """``metric`` and its interval as text, e.g. ``"78.3 [74.1, 82.0]"``, for display.
+
+    Chapters 5, 10.
+    """
     value, low, high = (table[c] for c in (metric, f"{metric}_low", f"{metric}_high"))
     number = f"{{:.{digits}f}}".format
     return value.map(number) + " [" + low.map(number) + ", " + high.map(number) + "]"
+
+
+def _fold_replicates(model_scores: pd.DataFrame, folds: list, n_boot: int, seed: int):
+    """AUC and partial-area replicates per fold, each resample shared by every fold.
+
+    The anomalous clips are tested in every fold: one draw of them serves all folds, so
+    the average over folds is not credited with more independent clips than there are.
+    """
+    clip = model_scores["label"] + "/" + model_scores["index"].astype(str)
+    anomalies = sorted(set(clip[model_scores["label"] == "anomaly"]))
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(anomalies), size=(n_boot, len(anomalies)))
+    areas, partials = [], []
+    for fold in folds:
+        part = model_scores[model_scores["fold"] == fold]
+        by_clip = pd.Series(part["score"].to_numpy(), index=clip[part.index])
+        normal = by_clip[part["label"].to_numpy() == "normal"].to_numpy()
+        missing = set(anomalies) - set(by_clip.index)
+        if missing or len(normal) == 0:
+            raise ValueError(f"fold {fold}: needs normal clips and every anomalous clip")
+        picks = rng.integers(0, len(normal), size=(n_boot, len(normal)))
+        values = np.hstack([normal[picks], by_clip[anomalies].to_numpy()[drawn]])
+        y = np.r_[np.zeros(len(normal)), np.ones(len(anomalies))]
+        area, partial = metrics.roc_areas(y, values)
+        areas.append(area)
+        partials.append(partial)
+    return np.array(areas), np.array(partials)
+
+
+def fold_table(
+    scores: pd.DataFrame,
+    pauc: str = "mcclish",
+    *,
+    n_boot: int = metrics.N_BOOT,
+    seed: int = 0,
+    level: float = metrics.LEVEL,
+) -> pd.DataFrame:
+    """AUC and pAUC (%) per model and fold, and their average over folds, with intervals.
+
+    Chapter 10. ``scores`` holds, per ``model`` and ``fold``, the scores of that fold's
+    test clips: its own normal clips and every anomalous clip (the folds of
+    :func:`aadlib.folders.layout_recordings`); clips are known by ``label`` and
+    ``index``. The ``average`` row's interval resamples the anomalous clips once for all
+    folds and each fold's normal clips apart, then averages the folds.
+    """
+    pauc_fn = metrics.pauc_function(pauc)
+    rows = []
+    for model, part in scores.groupby("model", sort=False):
+        folds = sorted(part["fold"].unique())
+        areas, partials = _fold_replicates(part, folds, n_boot, _id_seed(seed, model))
+        paucs = metrics.standardise(partials, pauc)
+        point = {}
+        for fold in folds:
+            rows_f = part[part["fold"] == fold]
+            y, s = (rows_f["label"] == "anomaly").to_numpy(), rows_f["score"].to_numpy()
+            point[fold] = (100 * metrics.auc(y, s), 100 * pauc_fn(y, s))
+        point["average"] = tuple(np.mean(list(point.values()), axis=0))
+        unique = part.drop_duplicates(["label", "index"])
+        for i, fold in enumerate([*folds, "average"]):
+            counted = unique if fold == "average" else part[part["fold"] == fold]
+            row = {
+                "model": model,
+                "fold": str(fold),
+                "auc": point[fold][0],
+                "pauc": point[fold][1],
+                "n_normal": int((counted["label"] == "normal").sum()),
+                "n_anomaly": int((counted["label"] == "anomaly").sum()),
+            }
+            pick = slice(None) if fold == "average" else slice(i, i + 1)
+            _add_interval(row, 100 * areas[pick].mean(0), 100 * paucs[pick].mean(0), level)
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 @dataclass

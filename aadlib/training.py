@@ -33,17 +33,20 @@ import pandas as pd
 import tensorflow as tf
 
 from . import models, paper
-from ._io import write_atomic, write_text
+from ._storage import write_atomic, write_text
 from .batches import WindowBatches
 from .features import LogMelSet, Scaler
 from .profiles import Acceleration
 
 __all__ = [
+    "learning_status",
+    "recent_gain",
     "TrainConfig",
     "paper_config",
     "split_clips",
     "training_windows",
     "run_record",
+    "model_identity",
     "gpu_visible",
     "build_model",
     "fit_autoencoder",
@@ -195,10 +198,11 @@ class _Checkpoints(keras.callbacks.Callback):
 
     def _write(self, epoch: int, improved: bool) -> None:
         model_file = f"epoch-{epoch + 1:04d}.keras"
-        write_atomic(self.run_dir / model_file, self.model.save)
+        weights = 4 * self.model.count_params()  # float32 weights; Adam keeps two more
+        write_atomic(self.run_dir / model_file, self.model.save, 3 * weights)
         if improved:
             self.best_file = f"best-{epoch + 1:04d}.weights.h5"
-            write_atomic(self.run_dir / self.best_file, self.model.save_weights)
+            write_atomic(self.run_dir / self.best_file, self.model.save_weights, weights)
         state = {
             "record": self.record,
             "epoch": epoch + 1,
@@ -282,8 +286,27 @@ def _resumable(record: dict) -> dict:
 
     More epochs for a run that stopped at its cap continue it; that is not another run.
     """
+    record = model_identity(record)
     config = {k: v for k, v in record.get("config", {}).items() if k != "epochs"}
     return {**record, "config": config}
+
+
+#: Scoring settings that records of earlier versions kept among the model's settings:
+#: they do not make another model, so they are left out when records are compared.
+_SCORING_SETTINGS = ("score_hop",)
+
+
+def model_identity(record: dict) -> dict:
+    """A run record without scoring settings: two records of the same trained model are equal.
+
+    Scoring (the hop between scored windows, the batch size) does not change a trained
+    model; changing it re-scores with the same model. Chapter 5.
+    """
+    model = record.get("model") if isinstance(record, dict) else None
+    if isinstance(model, dict):
+        kept = {k: v for k, v in model.items() if k not in _SCORING_SETTINGS}
+        record = {**record, "model": kept}
+    return record
 
 
 def clear_checkpoints(run_dir: Path) -> None:
@@ -441,6 +464,12 @@ def fit_autoencoder(
     )
     if state is not None:
         _resume_from(model, run_dir / state["model_file"])
+        log.info(
+            "%s: resuming the interrupted training after epoch %d of %d",
+            run_dir,
+            state["epoch"],
+            config.epochs,
+        )
 
     stopper = _Checkpoints(run_dir, config, record, state)
     stopper.set_model(model)  # also when no epoch is left to run
@@ -506,7 +535,7 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: models are saved in the native format, with suffix .keras")
-    return write_atomic(path, model.save)
+    return write_atomic(path, model.save, 4 * model.count_params())
 
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
@@ -540,6 +569,38 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
             f"{path}: the saved model is damaged or not a Keras model "
             f"({type(err).__name__}); delete its folder and train again"
         ) from err
+
+
+def learning_status(history: pd.DataFrame, window: int = 3, tolerance: float = 0.02) -> str:
+    """Whether a training run had finished learning, from its validation loss.
+
+    Chapters 3, 4, 5, 7, 9: the one criterion for every trained model of the book, the
+    autoencoders and the ID classifiers alike. ``"improving"`` when the best validation
+    loss of the last ``window`` epochs is lower, by ``tolerance`` (relative) or more, than
+    the best before them (the epochs up to the window's first one included);
+    ``"plateau"`` otherwise; ``"too short"`` when the run has fewer than ``window`` epochs
+    to judge from. On a loss that falls every epoch this is the fall over the last
+    ``window`` epochs; on a noisy loss, a dip that does not beat the best so far is no
+    improvement.
+    """
+    gain = recent_gain(history, window)
+    if gain is None:
+        return "too short"
+    return "improving" if gain >= tolerance else "plateau"
+
+
+def recent_gain(history: pd.DataFrame, window: int = 3) -> float | None:
+    """How much the last ``window`` epochs improved the validation loss, as a fraction.
+
+    Chapter 4. The best loss of those epochs against the best up to their first one: the
+    quantity :func:`learning_status` compares with its tolerance. ``None`` for a run of
+    fewer than ``window`` epochs.
+    """
+    loss = history["val_loss"] if "val_loss" in history else history["loss"]
+    if len(loss) < window:
+        return None
+    best_before = loss.iloc[: len(loss) - window + 1].min()
+    return float((best_before - loss.iloc[-window:].min()) / abs(best_before))
 
 
 def load_history(path: str | Path) -> pd.DataFrame:

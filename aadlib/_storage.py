@@ -6,8 +6,11 @@ Every file aadlib writes goes through :func:`write_atomic`.
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -57,30 +60,78 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
-def write_atomic(path: str | Path, writer) -> Path:
-    """Call ``writer(temporary_path)``, then rename the result to ``path``."""
+class DiskFullError(OSError):
+    """No space was left for a file; the message names the folder and the space needed."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{max(n_bytes, 0) / 1e6:,.1f} MB"
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether an error says that the disk (or a quota) is full."""
+    return isinstance(err, OSError) and (
+        err.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(err)
+    )
+
+
+def disk_full(path: Path, needed: int | None = None, written: int = 0) -> DiskFullError:
+    """The error of a write of ``path`` that found no space: folder, space needed, remedy."""
+    folder = path.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = 0
+    if needed is not None:
+        need = f"{path.name} needs {_megabytes(needed)}"
+    else:
+        need = f"{path.name} needs more than the {_megabytes(max(written, free))} it could write"
+    return DiskFullError(
+        errno.ENOSPC,
+        f"{folder}: no space left on device ({need}, {_megabytes(free)} free); nothing partial "
+        "was kept. Free space there, or choose a folder on a disk with room (--results, "
+        "--data-root or AADLIB_HOME), then run again",
+    )
+
+
+def write_atomic(path: str | Path, writer, size: int | None = None) -> Path:
+    """Call ``writer(temporary_path)``, then rename the result to ``path``.
+
+    A full disk leaves no partial file and raises :class:`DiskFullError`, which names the
+    folder and the space the file needs (``size`` bytes, where the caller knows it).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
         writer(tmp)
         tmp.replace(path)
+    except Exception as err:
+        if not is_disk_full(err) or isinstance(err, DiskFullError):
+            raise
+        written = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)  # free what it took before measuring what is free
+        raise disk_full(path, size, written) from err
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
-    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data), len(data))
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    data = text.encode("utf-8")
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data), len(data))
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a table as CSV, atomically."""
-    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return write_text(path, frame.to_csv(index=False))
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> Path:
@@ -88,7 +139,7 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
         with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
 
-    return write_atomic(path, writer)
+    return write_atomic(path, writer, array.nbytes + 128)
 
 
 @contextlib.contextmanager
@@ -122,3 +173,13 @@ def exclusive(
         yield
     finally:
         lock.release()
+
+
+def read_json_object(path: Path) -> dict | None:
+    """The JSON object in ``path``, or ``None`` where the file is missing, unreadable, not
+    JSON or holds something other than an object (a record to compute again, not trust)."""
+    try:
+        content = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None

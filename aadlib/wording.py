@@ -1,0 +1,399 @@
+"""The book's wording: the sentences that chapters build from computed values.
+
+Every chapter's prose quotes computed values through myst-nb's ``glue`` (:func:`glue`).
+Where a value is a phrase rather than a number (a count, a list, a verdict), the phrase
+is built here, once, so that it reads naturally on every profile: "1 model" and
+"2 models", "none of the 8 rows" rather than "0 of the 8 rows", "a and b" rather than
+"a, b". Chapters 1 to 9 call these functions; the tests cover the edge cases (0, 1, all).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = [
+    "glue",
+    "MARKUP",
+    "plural",
+    "every",
+    "count_of",
+    "agree",
+    "join",
+    "side_of_zero",
+    "difference_verdict",
+    "undecided_reason",
+    "relation_to",
+    "claim_verdict",
+    "runs_status",
+    "by_type_sentence",
+    "printed_and_corrected",
+    "ids_phrase",
+    "LEARNING",
+    "learning_phrase",
+    "identity_sentence",
+    "ordinal",
+    "rank_phrase",
+    "LISTEN_FOR",
+    "listen_for",
+]
+
+#: What glued text must not contain: markup that the page would show literally (glued
+#: text is pasted as plain text), and the "(s)" of a plural not worked out.
+MARKUP = re.compile(r"`|\*\*|__|\(s\)|\)\)")
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """Keep ``value`` under ``name`` for the page's prose (myst-nb's ``glue``). Chapters 1 to 10.
+
+    While the book is built, the text quotes the value with ``{glue:text}`name```, so a
+    sentence and the output it describes always agree. Glued text is pasted as plain
+    text: a string holding markup (backticks, ``**``), a doubled closing parenthesis
+    or an unresolved plural ``(s)`` is refused with a :class:`ValueError` naming it.
+    Where myst-nb is not installed (Colab), nothing needs it and nothing happens.
+    """
+    if isinstance(value, str) and MARKUP.search(value):
+        found = MARKUP.search(value).group(0)
+        raise ValueError(
+            f"glued text {name!r} holds {found!r}, which the page would show as is: "
+            f"write it as plain text ({value!r})"
+        )
+    if isinstance(value, np.generic):  # a NumPy scalar's repr is not a number to format
+        value = value.item()
+    try:
+        from myst_nb import glue as myst_glue  # the book's dependency: only while pages build
+    except ImportError:
+        return
+    myst_glue(name, value, display=display)
+
+
+def _count(n) -> int:
+    if isinstance(n, bool) or int(n) != n or n < 0:
+        raise ValueError(f"a count must be a whole number of at least 0, not {n!r}")
+    return int(n)
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``"1 model"``, ``"2 models"``, ``"0 models"``: a count with its noun. Chapters 3 to 9.
+
+    ``plural_form`` is the noun's plural where adding "s" is wrong ("IDs" is right,
+    "analyses" is not).
+    """
+    n = _count(n)
+    return f"{n} {noun if n == 1 else plural_form or noun + 's'}"
+
+
+def every(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``"every frame"`` for 1, ``"every 4 frames"`` for 4. Chapters 3, 4."""
+    n = _count(n)
+    if n == 0:
+        raise ValueError("'every 0' means nothing: the step must be at least 1")
+    return f"every {noun}" if n == 1 else f"every {plural(n, noun, plural_form)}"
+
+
+def count_of(n: int, total: int, noun: str, plural_form: str | None = None) -> str:
+    """How many of ``total`` things, in words. Chapters 1, 3, 4, 6, 7, 8, 10.
+
+    ``"none of the 8 rows"``, ``"1 of the 8 rows"``, ``"3 of the 8 rows"``, ``"all 8
+    rows"``; with one thing in all, ``"the only row"`` or ``"no row"``. Use :func:`agree`
+    for the verb that follows.
+    """
+    n, total = _count(n), _count(total)
+    if n > total:
+        raise ValueError(f"{n} of {total} {noun}: a part cannot exceed its whole")
+    many = plural_form or noun + "s"
+    if total == 0:
+        return f"no {noun}"
+    if total == 1:
+        return f"the only {noun}" if n == 1 else f"no {noun}"
+    if n == 0:
+        return f"none of the {total} {many}"
+    if n == total:
+        return f"all {total} {many}" if total > 2 else f"both {many}"
+    return f"{n} of the {total} {many}"
+
+
+def agree(n: int, singular: str, plural_form: str) -> str:
+    """The word that agrees with a count: ``agree(1, "is", "are")``. Chapters 1 to 10."""
+    return singular if _count(n) == 1 else plural_form
+
+
+def join(items: Iterable, conjunction: str = "and", empty: str = "none") -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``; ``empty`` for nothing. Chapters 1 to 9."""
+    words = [str(item) for item in items]
+    if not words:
+        return empty
+    if len(words) == 1:
+        return words[0]
+    return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
+
+
+def side_of_zero(low: float, high: float) -> str:
+    """Where an interval of a difference lies: ``"above"``, ``"below"`` or ``"within"`` (0 inside).
+
+    The one rule behind every "beyond the noise" of the book: a difference is beyond the
+    noise when its 95 % interval excludes zero. Chapters 3 to 9.
+    """
+    if math.isnan(low) or math.isnan(high):
+        raise ValueError("an interval with a missing bound cannot be judged")
+    if low > high:
+        raise ValueError(f"interval [{low}, {high}] has its bounds the wrong way round")
+    return "above" if low > 0 else "below" if high < 0 else "within"
+
+
+def difference_verdict(low: float, high: float) -> str:
+    """``"better"``, ``"worse"`` or ``"within the noise"``: what an interval says. Chapter 7."""
+    return {"above": "better", "below": "worse", "within": "within the noise"}[
+        side_of_zero(low, high)
+    ]
+
+
+def undecided_reason(models: Iterable[str]) -> str:
+    """Why a comparison is undecided: ``"undecided: the CNN AE stopped before its plateau"``.
+
+    ``models`` names the models of the comparison that stopped while still improving; an
+    empty list gives ``""`` (the comparison is decided). Chapters 5, 9.
+    """
+    models = list(models)
+    if not models:
+        return ""
+    whose = agree(len(models), "its", "their")
+    return f"undecided: {join(f'the {m}' for m in models)} stopped before {whose} plateau"
+
+
+def relation_to(low: float, high: float, other: str = "it", undecided: Iterable[str] = ()) -> str:
+    """A verdict for "A is ... B": above or below B beyond the noise, or within its noise.
+
+    ``other`` names B: ``"above the baseline beyond the noise"``. ``undecided`` names the
+    models of the pair that stopped while still improving: then the verdict is
+    :func:`undecided_reason`, whatever the interval. Chapters 3, 4, 9.
+    """
+    reason = undecided_reason(undecided)
+    if reason:
+        return reason
+    side = side_of_zero(low, high)
+    return (
+        f"within the noise of {other}" if side == "within" else f"{side} {other} beyond the noise"
+    )
+
+
+def claim_verdict(low: float, high: float, undecided: Iterable[str] = ()) -> str:
+    """What the interval of "model minus baseline" says of the claim that the model is better.
+
+    ``"holds beyond the noise"``, ``"is contradicted beyond the noise"`` or ``"can be
+    neither confirmed nor rejected: the difference is within the noise"``; with
+    ``undecided`` (models of the pair that stopped while improving) ``"is undecided: the
+    CNN AE stopped before its plateau"``. Chapter 5.
+    """
+    reason = undecided_reason(undecided)
+    if reason:
+        return f"is {reason}"
+    return {
+        "above": "holds beyond the noise",
+        "below": "is contradicted beyond the noise",
+        "within": "can be neither confirmed nor rejected: the difference is within the noise",
+    }[side_of_zero(low, high)]
+
+
+def printed_and_corrected(
+    printed: float, corrected: float, digits: int = 1, correction: str = "corrected"
+) -> str:
+    """A published value as printed, with its correction beside it where they differ.
+
+    ``"77.2 as printed (77.4 corrected)"``; a value whose correction rounds to the same
+    figure reads ``"76.9"``. The printed value always comes first: it is what the
+    publication says. Chapters 5, 7, 9.
+    """
+    first, second = f"{printed:.{digits}f}", f"{corrected:.{digits}f}"
+    return first if first == second else f"{first} as printed ({second} {correction})"
+
+
+def ids_phrase(ids: Iterable) -> str:
+    """Machine IDs as the book writes them: ``"ID 02"``, ``"IDs 00, 02 and 04"``. Chapters 4, 6."""
+    labels = [f"{int(i):02d}" for i in ids]
+    if not labels:
+        return "no ID"
+    return f"ID {labels[0]}" if len(labels) == 1 else f"IDs {join(labels)}"
+
+
+#: What each kind of planted anomaly sounds like, for the captions of audio players.
+LISTEN_FOR: dict[str, str] = {
+    "extra_tone": "a new steady tone, a whistle or hum that the normal machine does not make",
+    "knocks": "short knocks or clicks at irregular moments",
+    "frequency_drift": "the pitch of the machine's hum sliding up or down during the clip",
+    "amplitude_modulation": "the whole sound swelling and fading, a few times a second",
+    "noise_change": "the background hiss growing or thinning in one band of frequencies",
+}
+
+
+def listen_for(kind: str | None, severity: float | None = None) -> str:
+    """What to listen for in an anomalous clip: its kind's sound, how strong. Chapters 1 to 8.
+
+    ``kind`` is a synthetic anomaly's kind (:data:`LISTEN_FOR`), or ``None`` for a real
+    recording, whose fault is not labelled.
+    """
+    if kind is None:
+        return (
+            "Listen for: whatever differs from the normal sound of this machine "
+            "(the fault is not labelled)."
+        )
+    if kind not in LISTEN_FOR:
+        raise KeyError(f"no listening cue for anomaly kind {kind!r}; known: {join(LISTEN_FOR)}")
+    strength = ""
+    if severity is not None:
+        strength = " (severity {:.2f}: {})".format(
+            severity, "subtle" if severity < 0.34 else "clear" if severity < 0.67 else "strong"
+        )
+    return f"Listen for: {LISTEN_FOR[kind]}{strength}."
+
+
+#: What a training run's learning status (:func:`aadlib.pipeline.learning_status`) says
+#: of the model, for "the model is ...".
+LEARNING: dict[str, str] = {
+    "plateau": "close to its plateau: further epochs would change little",
+    "improving": "still improving when training stopped: it has not finished learning, and a "
+    "longer training would lower its error further",
+    "too short": "trained too briefly for its curve to say whether it has finished learning",
+}
+
+
+def learning_phrase(status: str) -> str:
+    """The phrase of a learning status, for "the model is ...". Chapters 3, 4."""
+    if status not in LEARNING:
+        raise KeyError(f"unknown learning status {status!r}; known: {join(LEARNING)}")
+    return LEARNING[status]
+
+
+def runs_status(statuses: Iterable[str]) -> str:
+    """One learning status for a model's training runs on a type. Chapter 5.
+
+    ``"plateau"`` when every run levelled off; otherwise the other runs' status, with how
+    many of the runs it concerns when there are several: ``"improving (2 of 3 runs)"``.
+    """
+    statuses = list(statuses)
+    left = [s for s in statuses if s != "plateau"]
+    if not left:
+        return "plateau"
+    worst = "improving" if "improving" in left else left[0]
+    return worst if len(statuses) == 1 else f"{worst} ({len(left)} of {len(statuses)} runs)"
+
+
+def by_type_sentence(
+    model: str, other: str, lows, highs, undecided_models, titles: dict | None = None
+) -> str:
+    """A comparison type by type, in words: where ``model`` is above, below or within the
+    noise of ``other``, and where the comparison is undecided. Chapter 5.
+
+    ``lows`` and ``highs`` are the per-type intervals of the difference; ``undecided_models``
+    holds, per type, the comma-separated models that stopped while improving
+    (:func:`aadlib.tables.compare_models`' ``undecided``), named through ``titles``.
+    """
+    titles = titles or {}
+    above = below = within = 0
+    stopped: dict[str, int] = {}
+    for low, high, names in zip(lows, highs, undecided_models):
+        names = [n for n in str(names or "").split(", ") if n]
+        if names:
+            for name in names:
+                stopped[titles.get(name, name)] = stopped.get(titles.get(name, name), 0) + 1
+            continue
+        side = side_of_zero(low, high)
+        above, below, within = (
+            above + (side == "above"),
+            below + (side == "below"),
+            within + (side == "within"),
+        )
+
+    def on(n: int) -> str:
+        return "no type" if n == 0 else plural(n, "type")
+
+    if above + below + within:
+        text = (
+            f"the {model} is above {other} beyond the noise on {on(above)}, below it on "
+            f"{on(below)} and within the noise on {on(within)}"
+        )
+    else:
+        text = f"no type decides between the {model} and {other}"
+    if stopped:
+        where = join(f"the {name} on {plural(n, 'type')}" for name, n in stopped.items())
+        text += f"; undecided where a model stopped before its plateau ({where})"
+    return text
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def identity_sentence(rows: Iterable[dict]) -> str:
+    """What each type's ID classifier learned, in words, from its measurements. Chapter 7.
+
+    ``rows``: one dict per type with ``machine_type``, ``finding`` (of
+    :func:`aadlib.detectors.identity_findings`), ``chance``, ``normal`` and ``anomalous``
+    (shares of test clips assigned to their own ID), ``train_accuracy`` and
+    ``val_accuracy`` (shares of patches at the kept epoch). One sentence per finding
+    that occurs, the types named with their figures.
+    """
+    rows = list(rows)
+    by = {
+        f: [r for r in rows if r["finding"] == f] for f in dict.fromkeys(r["finding"] for r in rows)
+    }
+    parts = []
+    if "identity blurred" in by:
+        named = join(
+            f"{r['machine_type']} ({_percent(r['normal'])} against {_percent(r['anomalous'])})"
+            for r in by["identity blurred"]
+        )
+        parts.append(
+            f"On {named}, the classifier assigns normal test clips to their own machine more "
+            "often than chance and anomalous ones less often than normal ones, beyond the "
+            "noise: there the anomalies blur the machine's identity, which the score feeds on."
+        )
+    if "identity kept" in by:
+        named = join(
+            f"{r['machine_type']} ({_percent(r['normal'])} of the normal clips, "
+            f"{_percent(r['anomalous'])} of the anomalous ones)"
+            for r in by["identity kept"]
+        )
+        parts.append(
+            f"On {named}, it tells the machines apart, but the anomalous clips keep their "
+            "identity about as well as the normal ones: the anomalies leave the cues that "
+            "identify the machine in place, and the score has little to feed on."
+        )
+    if "not told apart" in by:
+        named = join(
+            f"{r['machine_type']} ({_percent(r['normal'])} of the normal clips against a "
+            f"chance of {_percent(r['chance'])}; at its kept epoch {_percent(r['train_accuracy'])} "
+            f"of its training patches and {_percent(r['val_accuracy'])} of its validation "
+            "patches were assigned to their ID)"
+            for r in by["not told apart"]
+        )
+        parts.append(
+            f"On {named}, it has not learned to tell the machines apart: what it learned "
+            "from its training clips does not carry over to held-out clips of the same "
+            "machines, so every "
+            "clip looks equally uncertain and the score cannot single out anomalies."
+        )
+    return " ".join(parts)
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``22nd``. Chapters 7, 9."""
+    n = _count(n)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def rank_phrase(ranks: dict, total: int) -> str:
+    """Ranks among ``total`` in words: ``"a ranked 2nd of 7 and b 5th"``. Chapters 7, 9.
+
+    ``ranks`` maps what is ranked to its rank (1 the best); their order is kept.
+    """
+    if not ranks:
+        raise ValueError("rank_phrase needs at least one rank")
+    parts = [f"{name} {ordinal(rank)}" for name, rank in ranks.items()]
+    first_name, first_rank = next(iter(ranks.items()))
+    parts[0] = f"{first_name} ranked {ordinal(first_rank)} of {total}"
+    return join(parts)
