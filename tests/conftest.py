@@ -87,3 +87,18 @@ def data_root(tmp_path) -> Path:
     (root / "NotAType" / "train").mkdir(parents=True)
     write_wav(root / "NotAType" / "train" / "normal_id_01_00000000.wav")
     return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny profile in a folder of its own, its valve data generated once per test file.
+
+    Module-scoped rather than session-scoped: the tests of a file train into its results,
+    and a file's assumptions about what is trained there must not depend on other files.
+    """
+    from aadlib import pipeline, profiles  # loads TensorFlow: only the tests that use it pay
+
+    home = tmp_path_factory.mktemp("aadlib-home")
+    profile = profiles.resolve("tiny", home=home, data_root=home / "data", results=home / "results")
+    pipeline.prepare_data(profile, ["valve"], progress=False)
+    return profile

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import collect_batches, indexed_logmels
 
 from aadlib._fastio import aligned_empty
 from aadlib.batches import WindowBatches
 from aadlib.features import LogMelSet, Scaler
-
-
-def _indexed_logmels(lengths, n_mels=128):
-    """Frames whose first bin holds the global frame number, the rest noise."""
-    total = sum(lengths)
-    frames = np.random.default_rng(0).standard_normal((total, n_mels)).astype(np.float32)
-    frames[:, 0] = np.arange(total)
-    arrays, start = [], 0
-    for n in lengths:
-        arrays.append(frames[start : start + n])
-        start += n
-    return LogMelSet.from_arrays(arrays, [f"clip{i}.wav" for i in range(len(lengths))])
 
 
 def _naive_windows(logmels, kind, hop, clips=None):
@@ -36,12 +25,6 @@ def _naive_windows(logmels, kind, hop, clips=None):
     return np.array(out)
 
 
-def _collect(ds, epoch=0):
-    batches = [ds.batch(i, epoch) for i in range(len(ds))]
-    xs = [b[0] if isinstance(b, tuple) else b for b in batches]
-    return batches, np.concatenate(xs)
-
-
 # --------------------------------------------------------------------------------------
 # WindowBatches
 # --------------------------------------------------------------------------------------
@@ -49,9 +32,9 @@ def _collect(ds, epoch=0):
 
 @pytest.mark.parametrize("hop", [1, 2, 3])
 def test_dense_batches_equal_naive_windows(hop):
-    logmels = _indexed_logmels([12, 4, 9, 5])
+    logmels = indexed_logmels([12, 4, 9, 5])
     ds = WindowBatches(logmels, "dense", hop=hop, batch_size=4)
-    batches, x = _collect(ds)
+    batches, x = collect_batches(ds)
     expected = _naive_windows(logmels, "dense", hop)
     assert x.dtype == np.float32
     assert x.shape == (len(expected), 640)
@@ -67,9 +50,9 @@ def test_dense_batches_equal_naive_windows(hop):
 
 
 def test_cnn_batches_equal_naive_windows():
-    logmels = _indexed_logmels([40, 31, 35], n_mels=128)
+    logmels = indexed_logmels([40, 31, 35], n_mels=128)
     ds = WindowBatches(logmels, "cnn", hop=3, batch_size=2, targets=False)
-    batches, x = _collect(ds)
+    batches, x = collect_batches(ds)
     assert all(not isinstance(b, tuple) for b in batches)
     expected = _naive_windows(logmels, "cnn", 3)
     assert x.shape == (len(expected), 32, 128, 1) == (3 + 0 + 2, 32, 128, 1)
@@ -77,10 +60,10 @@ def test_cnn_batches_equal_naive_windows():
 
 
 def test_scaler_is_applied_to_batches():
-    logmels = _indexed_logmels([36, 33])
+    logmels = indexed_logmels([36, 33])
     scaler = Scaler(np.linspace(-1, 1, 128).astype(np.float32), np.full(128, 2.0, np.float32))
     ds = WindowBatches(logmels, "cnn", hop=2, batch_size=3, scaler=scaler, targets=False)
-    _, x = _collect(ds)
+    _, x = collect_batches(ds)
     expected = (_naive_windows(logmels, "cnn", 2) - scaler.mean[:, None]) / 2.0
     np.testing.assert_allclose(x, expected, rtol=1e-6, atol=1e-6)
     # The frames themselves are not normalised in place.
@@ -88,14 +71,14 @@ def test_scaler_is_applied_to_batches():
 
 
 def test_shuffle_covers_each_window_once_per_epoch():
-    logmels = _indexed_logmels([30, 17, 25])
+    logmels = indexed_logmels([30, 17, 25])
     plain = WindowBatches(logmels, "dense", hop=1, batch_size=8, targets=False)
-    _, x_plain = _collect(plain)
+    _, x_plain = collect_batches(plain)
     starts = x_plain[:, 0]  # first bin of the first frame = the window's start frame
     ds = WindowBatches(logmels, "dense", hop=1, batch_size=8, shuffle=True, seed=3)
     orders = []
     for epoch in range(3):
-        _, x = _collect(ds, epoch)
+        _, x = collect_batches(ds, epoch)
         assert len(x) == len(x_plain)
         np.testing.assert_array_equal(np.sort(x[:, 0]), np.sort(starts))  # each window once
         assert len(np.unique(x[:, 0])) == len(x)
@@ -108,7 +91,7 @@ def test_shuffle_covers_each_window_once_per_epoch():
     assert not np.array_equal(orders[0], orders[1])  # reshuffled each epoch
     # The same seed gives the same order.
     again = WindowBatches(logmels, "dense", hop=1, batch_size=8, shuffle=True, seed=3)
-    np.testing.assert_array_equal(_collect(again)[1][:, 0], orders[0])
+    np.testing.assert_array_equal(collect_batches(again)[1][:, 0], orders[0])
 
 
 def _tf_batches(fed):
@@ -146,7 +129,7 @@ def test_tf_dataset_yields_the_batches_of_each_epoch(
     # blocks; blocks of 70 frames hold a few clips; None: everything in one block.
     if block_rows:
         monkeypatch.setattr(WindowBatches, "block_bytes", block_rows * 128 * 4)
-    logmels = _indexed_logmels([40, 12, 35, 7, 50, 33, 60, 9, 44])
+    logmels = indexed_logmels([40, 12, 35, 7, 50, 33, 60, 9, 44])
     scaler = Scaler.fit(logmels) if kind == "cnn" else None
     common = dict(hop=hop, batch_size=batch, shuffle=shuffle, seed=4, targets=targets)
     ds = WindowBatches(logmels, kind, scaler=scaler, **common)
@@ -170,7 +153,7 @@ def test_tf_dataset_yields_the_batches_of_each_epoch(
 
 def test_tf_dataset_of_mapped_frames(tmp_path, monkeypatch):
     # Frames memory-mapped from the feature cache: blocks are read from the file.
-    logmels = _indexed_logmels([30, 41, 25, 33])
+    logmels = indexed_logmels([30, 41, 25, 33])
     path = tmp_path / "frames.npy"
     np.save(path, logmels.frames)
     mapped = LogMelSet(np.load(path, mmap_mode="r"), logmels.offsets, logmels.paths)
@@ -179,9 +162,9 @@ def test_tf_dataset_of_mapped_frames(tmp_path, monkeypatch):
     ds = WindowBatches(mapped, "cnn", hop=2, batch_size=5, shuffle=True, targets=False)
     _assert_same_batches(
         _tf_batches(ds),
-        _collect(WindowBatches(logmels, "cnn", hop=2, batch_size=5, shuffle=True, targets=False))[
-            0
-        ],
+        collect_batches(
+            WindowBatches(logmels, "cnn", hop=2, batch_size=5, shuffle=True, targets=False)
+        )[0],
     )
 
 
@@ -194,11 +177,11 @@ def test_blocks_for_tf_data_are_aligned(rows):
 
 
 def test_clips_selection_copies_nothing():
-    logmels = _indexed_logmels([10, 20, 15, 8])
+    logmels = indexed_logmels([10, 20, 15, 8])
     ds = WindowBatches(logmels, "dense", hop=1, batch_size=5, clips=[2, 0], targets=False)
     assert ds.logmels is logmels
     assert ds.logmels.frames is logmels.frames
-    _, x = _collect(ds)
+    _, x = collect_batches(ds)
     np.testing.assert_array_equal(x, _naive_windows(logmels, "dense", 1, clips=[2, 0]))
     np.testing.assert_array_equal(ds.windows_per_clip, [11, 6])
     np.testing.assert_array_equal(ds.clip_of_window, np.repeat([0, 1], [11, 6]))
@@ -206,10 +189,10 @@ def test_clips_selection_copies_nothing():
 
 def test_window_batches_unknown_kind():
     with pytest.raises(ValueError, match="unknown model kind"):
-        WindowBatches(_indexed_logmels([10]), "rnn")
+        WindowBatches(indexed_logmels([10]), "rnn")
 
 
 def test_window_batches_all_clips_too_short():
-    ds = WindowBatches(_indexed_logmels([3, 4]), "dense")
+    ds = WindowBatches(indexed_logmels([3, 4]), "dense")
     assert len(ds) == 0
     np.testing.assert_array_equal(ds.windows_per_clip, [0, 0])

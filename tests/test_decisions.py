@@ -3,6 +3,7 @@ held-out normal scores that thresholds are fitted on (aadlib.pipeline, chapter 6
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -131,6 +132,152 @@ def test_oracle_threshold_separates_separable_scores():
     assert best.f1 == 1.0 and 0.3 < best.threshold < 0.7
     youden = decisions.oracle_threshold([0, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.9], "youden")
     assert youden.tpr - youden.fpr == 1.0
+
+
+# ------------------------------------------------------------------ reference lines
+
+
+def test_flagging_every_clip_has_the_f1_of_its_anomaly_share():
+    y = np.array([0] * 30 + [1] * 10)
+    everything = decisions.flag_all(y)
+    assert (everything.tp, everything.fp, everything.tn, everything.fn) == (10, 30, 0, 0)
+    assert everything.tpr == 1.0 and everything.fpr == 1.0
+    assert everything.f1 == pytest.approx(f1_score(y, np.ones_like(y)))
+    assert everything.f1 == pytest.approx(decisions.flag_all_f1(0.25))
+    np.testing.assert_allclose(decisions.flag_all_f1([0.0, 0.5, 1.0]), [0.0, 2 / 3, 1.0])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        decisions.flag_all_f1(1.5)
+
+
+def test_reference_lines_at_the_edges_all_normal_all_anomalous_and_ties():
+    normal_only = decisions.reference_lines([0, 0, 0], [0.1, 0.2, 0.2]).set_index("decision")
+    assert normal_only.loc[decisions.FLAG_ALL, "f1"] == 0.0
+    assert normal_only.loc[decisions.FLAG_ALL, "fpr"] == 1.0
+    best = normal_only.loc[decisions.HINDSIGHT]
+    assert best.fp == 0 and best.tn == 3  # nothing to find: the best raises no alarm
+    anomalous_only = decisions.reference_lines([1, 1], [0.3, 0.3]).set_index("decision")
+    assert anomalous_only.loc[decisions.FLAG_ALL, "f1"] == 1.0
+    assert anomalous_only.loc[decisions.HINDSIGHT, "f1"] == 1.0
+    # Tied scores across the labels: no threshold splits them, and hindsight cannot beat
+    # flagging both; it is never worse than the floor.
+    tied = decisions.reference_lines([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9]).set_index("decision")
+    assert tied.loc[decisions.HINDSIGHT, "f1"] >= tied.loc[decisions.FLAG_ALL, "f1"]
+    assert tied.loc[decisions.HINDSIGHT, "f1"] == pytest.approx(
+        max(
+            f1_score([0, 1, 0, 1], np.array([0.5, 0.5, 0.2, 0.9]) > t) for t in (0.1, 0.2, 0.5, 0.9)
+        )
+    )
+    with pytest.raises(ValueError, match="both"):
+        decisions.oracle_threshold([0, 0], [0.1, 0.2], "youden")
+    with pytest.raises(ValueError, match="clips"):
+        decisions.flag_all([])
+
+
+def test_rate_interval_is_the_wilson_interval():
+    low, high = decisions.rate_interval(9, 90)
+    # Wilson's closed form at 95 %: (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)
+    z, n, p = stats.norm.ppf(0.975), 90, 0.1
+    centre, half = p + z**2 / (2 * n), z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    assert (low, high) == pytest.approx(
+        ((centre - half) / (1 + z**2 / n), (centre + half) / (1 + z**2 / n))
+    )
+    assert decisions.rate_interval(0, 90)[0] == pytest.approx(0.0, abs=1e-12)
+    assert decisions.rate_interval(90, 90)[1] == pytest.approx(1.0)
+    assert np.subtract(*decisions.rate_interval(90, 900)[::-1]) < high - low  # more clips, narrower
+    with pytest.raises(ValueError, match="count"):
+        decisions.rate_interval(5, 0)
+
+
+def labelled_scores(seed=11):
+    rng = np.random.default_rng(seed)
+    scores = pd.DataFrame(
+        {
+            "machine_type": "fan",
+            "machine_id": np.repeat([0, 2], 60),
+            "label": np.tile(np.repeat(["normal", "anomaly"], [40, 20]), 2),
+        }
+    )
+    scores["score"] = rng.gamma(4, 0.25, size=len(scores)) + (scores.label == "anomaly") * 0.7
+    return scores
+
+
+def test_decision_table_carries_the_fpr_interval_and_both_reference_lines():
+    scores = labelled_scores()
+    thresholds = pd.DataFrame(
+        {"machine_type": "fan", "machine_id": [0, 2], "threshold": [1.3, 1.6]}
+    )
+    table = decisions.decision_table(scores, thresholds, oracle=True)
+    assert (table.fpr_low <= table.fpr).all() and (table.fpr <= table.fpr_high).all()
+    np.testing.assert_allclose(table.flag_all_f1, decisions.flag_all_f1(20 / 60))
+    assert (table.oracle_f1 >= table.flag_all_f1).all()
+    references = decisions.reference_table(scores)
+    assert len(references) == 4 and set(references.decision) == {
+        decisions.FLAG_ALL,
+        decisions.HINDSIGHT,
+    }
+    hindsight = references[references.decision == decisions.HINDSIGHT].set_index("machine_id")
+    np.testing.assert_allclose(hindsight.f1, table.set_index("machine_id").oracle_f1)
+
+
+def test_summarize_decisions_pools_the_clips_and_averages_the_distance():
+    scores = labelled_scores()
+    thresholds = pd.DataFrame(
+        {"machine_type": "fan", "machine_id": [0, 2], "threshold": [1.3, 9.0]}
+    )
+    table = decisions.decision_table(scores, thresholds)
+    line = decisions.summarize_decisions(table, target_fpr=0.1)
+    assert line.fpr == pytest.approx(table.fp.sum() / 80)
+    assert (line.fpr_low, line.fpr_high) == pytest.approx(
+        decisions.rate_interval(table.fp.sum(), 80)
+    )
+    assert line.fpr_distance == pytest.approx((table.fpr - 0.1).abs().mean())
+    assert line.f1 == pytest.approx(table.f1.mean()) and line.n_ids == 2
+    everything = decisions.reference_table(scores)
+    floor = decisions.summarize_decisions(
+        everything[everything.decision == decisions.FLAG_ALL], 0.1
+    )
+    assert floor.fpr == 1.0 and floor.tpr == 1.0 and floor.fpr_distance == pytest.approx(0.9)
+    no_threshold = table.assign(fpr=np.nan)
+    with pytest.raises(ValueError, match="no machine ID"):
+        decisions.summarize_decisions(no_threshold)
+
+
+def test_cost_slope_decides_between_flagging_every_clip_and_none():
+    # Anomalous scores exactly like the normal ones: the ROC curve is the diagonal, slope 1.
+    # Below a slope of 1 the least-cost threshold flags every clip, above it none.
+    normal = anomalous = np.linspace(0.1, 1.0, 10)
+    for cost_miss, flagged in ((500.0, 1.0), (50.0, 0.0)):
+        slope = decisions.cost_slope(1.0, cost_miss, 0.01)
+        assert (slope < 1) == (flagged == 1.0)
+        pick = decisions.cost_threshold(
+            normal,
+            anomalous,
+            cost_false_alarm=1.0,
+            cost_miss=cost_miss,
+            prior=0.01,
+            fpr_model="empirical",
+        )
+        assert pick.fpr == flagged and pick.tpr == flagged
+    assert decisions.cost_slope(2.0, 100.0, 0.2) == pytest.approx(2.0 * 0.8 / (100.0 * 0.2))
+    with pytest.raises(ValueError, match="prior"):
+        decisions.cost_slope(1.0, 10.0, 0.0)
+
+
+def test_cost_references_bracket_every_threshold_on_the_same_clips():
+    scores = labelled_scores()
+    clips = scores[scores.machine_id == 0]
+    costs = dict(cost_false_alarm=1.0, cost_miss=30.0, prior=0.05)
+    lines = decisions.cost_references(clips.label, clips.score, **costs).set_index("decision")
+    assert lines.loc[decisions.FLAG_ALL, "cost"] == pytest.approx(1.0 * 0.95)
+    assert lines.loc["flag no clip", "cost"] == pytest.approx(30.0 * 0.05)
+    y = (clips.label == "anomaly").to_numpy()
+    for t in np.unique(clips.score):  # every decision on these clips costs at least the best
+        c = decisions.confusion(y, clips.score, t)
+        assert (
+            decisions.expected_cost(c.fpr, c.tpr, **costs)
+            >= lines.loc[decisions.HINDSIGHT, "cost"] - 1e-12
+        )
+    assert decisions.expected_cost(0.1, 0.8, **costs) == pytest.approx(0.95 * 0.1 + 1.5 * 0.2)
 
 
 def test_false_alarms_per_day_of_a_machine_checked_every_ten_seconds():
@@ -354,15 +501,6 @@ def test_decisions_do_not_load_tensorflow():
 # ------------------------------------------------------------------ held-out scores
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from aadlib import pipeline, profiles  # loads TensorFlow: only the slow tests need it
-
-    home = tmp_path_factory.mktemp("aadlib-home")
-    profile = profiles.resolve("tiny", home=home, data_root=home / "data", results=home / "results")
-    pipeline.prepare_data(profile, ["valve"], progress=False)
-    return profile
-
 
 @pytest.mark.slow
 def test_training_clips_are_marked_as_the_training_run_split_them(tiny):
@@ -394,3 +532,23 @@ def test_out_of_fold_scores_cover_every_clip_once_and_are_reused(tiny):
     np.testing.assert_allclose(again.score, first.score)
     with pytest.raises(ValueError, match="folds"):
         pipeline.out_of_fold_scores("valve", "dense", tiny, folds=50)
+
+
+@pytest.mark.slow
+def test_unseen_normal_clips_follow_the_set_and_are_scored_by_the_model(tiny):
+    from aadlib import pipeline
+
+    trained = pipeline.train_machine_type("valve", "dense", tiny, verbose=0)
+    unseen = pipeline.unseen_normal_scores(trained, tiny, per_id=2)
+    table, _ = pipeline.load_features(tiny, "valve", "train", "normal", progress=False)
+    per_id = table.groupby("machine_id").size()
+    assert sorted(unseen.machine_id.unique()) == sorted(per_id.index)
+    for machine_id, clips in unseen.groupby("machine_id"):
+        # The clips after the set's own: a larger synthetic set holds them, this one does not.
+        assert sorted(clips["index"]) == [per_id[machine_id], per_id[machine_id] + 1]
+    assert (unseen.score > 0).all() and (unseen.role == "unseen").all()
+    again = pipeline.unseen_normal_scores(trained, tiny, per_id=2)
+    np.testing.assert_allclose(again.score, unseen.score)
+    real = dataclasses.replace(tiny, data="real")
+    with pytest.raises(ValueError, match="synthetic"):
+        pipeline.unseen_normal_scores(trained, real, per_id=2)

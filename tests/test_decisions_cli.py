@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import write_wav
+from helpers import closed_port, run_cli
 from sklearn.metrics import f1_score
-from test_cli import _closed_port, run_cli
 
 TRAIN_PER_ID = 30
 TEST_PER_LABEL = 8
@@ -48,7 +48,7 @@ def test_evaluate_prints_and_saves_decisions_at_held_out_thresholds(tmp_path, fa
     args = ["evaluate", "--profile", "full", "--data-root", str(fan_root), "--types", "fan"]
     args += ["--models", "dense", "--epochs", "1", "--steps-per-epoch", "2"]
     result = run_cli(
-        args, tmp_path, timeout=600, AADLIB_DATA_URL=f"http://127.0.0.1:{_closed_port()}"
+        args, tmp_path, timeout=600, AADLIB_DATA_URL=f"http://127.0.0.1:{closed_port()}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Decisions at the 90% point of a gamma fitted to held-out normal clips" in result.stdout

@@ -29,7 +29,7 @@ import pytest
 import soundfile as sf
 
 from aadlib import download
-from aadlib._io import exclusive
+from aadlib._storage import exclusive
 from aadlib.data import MACHINE_TYPES, DataLayoutError, list_clips
 from aadlib.download import (
     Archive,

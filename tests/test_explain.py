@@ -13,7 +13,7 @@ from conftest import write_wav
 from scipy.spatial.distance import mahalanobis
 from scipy.stats import binomtest
 
-from aadlib import detectors, explain, profiles, synth
+from aadlib import detectors, explain, profiles, soundmodel
 from aadlib.training import TrainedModel
 
 # --------------------------------------------------------------------------------------
@@ -25,7 +25,7 @@ TYPE, ID = "fan", 0
 
 def _first_anomaly(kind: str, min_severity: float) -> int:
     for index in range(500):
-        planted = synth.planted_anomaly(TYPE, ID, index)
+        planted = soundmodel.planted_anomaly(TYPE, ID, index)
         if planted["kind"] == kind and planted["severity"] >= min_severity:
             return index
     raise AssertionError(f"no {kind} clip of severity {min_severity} in 500")
@@ -70,7 +70,7 @@ def test_true_difference_is_the_twin_difference_and_zero_without_anomaly(tone_tw
     np.testing.assert_array_equal(got, tone_twin.difference())
     # The clean twin is the anomalous clip's sound: the two differ only by the anomaly,
     # so the same render twice differs by exactly nothing.
-    clean_again, _ = synth.synthesize_clip(
+    clean_again, _ = soundmodel.synthesize_clip(
         TYPE, ID, "anomaly", tone_twin.index, split="test", plant=False
     )
     np.testing.assert_array_equal(clean_again, tone_twin.clean)
@@ -368,3 +368,38 @@ def test_choose_examples_picks_clips_by_what_they_show():
     assert chosen.loc["explained", "index"] == 1
     assert chosen.loc["missed", "index"] == 0  # the most severe of the missed clips
     assert chosen.loc["amplitude modulation", "index"] == 4
+
+
+def test_hit_rates_mark_methods_below_random():
+    results = pd.DataFrame(
+        {
+            "kind": ["a"] * 40,
+            "method": ["m"] * 40,
+            "axis": ["frequency"] * 40,
+            "hit": [False] * 38 + [True] * 2,
+            "random": [0.6] * 40,
+        }
+    )
+    rates = explain.hit_rates(results).set_index("kind")
+    assert rates.loc["a", "below_random"] and not rates.loc["a", "beyond_random"]
+    table = explain.hit_rate_table(rates.reset_index(), "frequency")
+    assert table.loc["a", "m"].endswith(" v")
+    # A method within the noise of random is marked neither way.
+    results["hit"] = [True] * 24 + [False] * 16
+    rates = explain.hit_rates(results).set_index("kind")
+    assert not rates.loc["a", "below_random"] and not rates.loc["a", "beyond_random"]
+    cell = explain.hit_rate_table(rates.reset_index(), "frequency").loc["a", "m"]
+    assert not cell.endswith(("*", " v"))
+
+
+def test_where_methods_point_finds_a_favourite_stretch_away_from_the_anomaly():
+    # The anomaly fills bins 3 and 4; the method always points at bin 8 or 9.
+    explained = [_explained("extra_tone", i, 8 + i % 2) for i in range(6)]
+    explained.append(_explained("extra_tone", 6, 3))
+    row = explain.where_methods_point(explained, parts=5).iloc[0]
+    assert row["n"] == 7 and row["favourite"] == "8:9"
+    assert row["favourite_share"] == pytest.approx(6 / 7)
+    # At the top: the truth of bin 3 (its maximum) once, nothing six times.
+    assert row["truth_at_top"] == pytest.approx(1 / 7)
+    assert row["truth_at_random"] == pytest.approx((2.0 + 1.5) / 10 / 2.0)
+    assert row["relevant_at_favourite"] == 0.0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from aadlib import metrics
 from aadlib.metrics import PAUC_DEFINITIONS, auc, pauc_dcase, pauc_mcclish
 
 # --------------------------------------------------------------------------------------
@@ -204,3 +205,15 @@ def test_bootstrap_of_two_detectors_uses_the_same_resamples():
     both = bootstrap(y, np.stack([scores, scores + 0.0]), n_boot=200, seed=1)
     assert both["auc"].shape == (2, 200)
     np.testing.assert_array_equal(both["auc"][0], both["auc"][1])  # same clips, same AUC
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_standardise_turns_the_plain_partial_area_into_each_definitions_pauc(seed):
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(40), np.ones(30)]
+    scores = rng.normal(size=70) + y
+    _, partial = metrics.roc_areas(y, scores)
+    assert metrics.standardise(partial, "mcclish")[0] == pytest.approx(pauc_mcclish(y, scores))
+    assert metrics.standardise(partial, "dcase")[0] == pytest.approx(pauc_dcase(y, scores))
+    with pytest.raises(ValueError, match="mcclish"):
+        metrics.standardise(partial, "mean")

@@ -16,15 +16,6 @@ from aadlib import data, pipeline, profiles, reference, tables, training
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The tiny profile in a folder of its own, its valve data generated once."""
-    home = tmp_path_factory.mktemp("aadlib-home")
-    profile = profiles.resolve("tiny", home=home, data_root=home / "data", results=home / "results")
-    pipeline.prepare_data(profile, ["valve"], progress=False)
-    return profile
-
-
-@pytest.fixture(scope="module")
 def experiment(tiny):
     """Both models trained and scored on valve, once for the tests that read the results."""
     return pipeline.run_experiment(tiny, ["valve"], ("dense", "cnn"), log=None)
@@ -204,7 +195,7 @@ def test_retraining_removes_only_the_runs_own_files(trained_dense):
 
 @pytest.mark.slow
 def test_a_second_run_waits_for_the_model_another_run_trains(trained_dense, monkeypatch):
-    from aadlib._io import exclusive
+    from aadlib._storage import exclusive
 
     profile, run_dir = trained_dense
     monkeypatch.setenv("AADLIB_LOCK_TIMEOUT", "0.5")

@@ -52,3 +52,64 @@ def test_averages_are_drawn_with_their_intervals_in_the_asked_order():
 def test_averages_need_intervals():
     with pytest.raises(KeyError):
         plots.averages_with_intervals(_averages().drop(columns=["auc_low"]))
+
+
+def test_every_model_and_detector_of_the_book_has_one_colour():
+    from aadlib import detectors, paper
+
+    names = list(dict.fromkeys(["baseline", *paper.MODEL_KINDS, *detectors.SCORE_NAMES]))
+    colours = [plots.model_color(name) for name in names]
+    assert len(set(colours)) == len(colours), "two models share a colour"
+    assert len(set(plots.MODEL_COLORS.values())) == len(plots.MODEL_COLORS)
+    with pytest.raises(KeyError, match="MODEL_COLORS"):
+        plots.model_color("a detector nobody added")
+
+
+def test_comparison_figures_take_the_palette_and_keep_legends_off_the_axes():
+    fig, ax = plots.averages_with_intervals(_averages(), models=["baseline", "dense"])
+    colours = [matplotlib.colors.to_hex(c[0].get_color()) for c in ax.containers]
+    assert colours == [plots.MODEL_COLORS["baseline"], plots.MODEL_COLORS["dense"]]
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.y1 <= ax.get_window_extent().y0, "the legend overlaps the data"
+    matplotlib.pyplot.close(fig)
+
+
+def test_an_audio_player_carries_its_caption():
+    block = plots.audio_player(
+        np.sin(np.arange(1600) / 5.0), "Fan ID 00, normal", "a steady hum"
+    ).data
+    assert block.startswith('<figure class="aad-audio"><figcaption>')
+    assert "Fan ID 00, normal" in block and "a steady hum" in block and "<audio" in block
+    with pytest.raises(ValueError, match="listen for"):
+        plots.audio_player(np.zeros(16), "A clip", " ")
+
+
+def test_id_learning_curves_show_every_types_curves_kept_epoch_and_status():
+    from types import SimpleNamespace
+
+    def fitted(best, status, n=6):
+        history = pd.DataFrame(
+            {
+                "epoch": np.arange(1, n + 1),
+                "loss": np.linspace(1.2, 0.2, n),
+                "accuracy": np.linspace(0.3, 0.95, n),
+                "val_loss": np.linspace(1.3, 0.9, n),
+                "val_accuracy": np.linspace(0.3, 0.6, n),
+            }
+        )
+        return SimpleNamespace(history=history, ids=np.arange(4), best_epoch=best, status=status)
+
+    fig, axes = plots.id_learning_curves(
+        {"fan": fitted(3, "plateau"), "valve": fitted(6, "improving")}
+    )
+    assert axes.shape == (2, 2)
+    assert "plateau" in axes[0, 0].get_title() and "improving" in axes[0, 1].get_title()
+    validation = [line for line in axes[1, 1].get_lines() if line.get_label() == "validation"][0]
+    np.testing.assert_allclose(validation.get_ydata(), np.linspace(0.3, 0.6, 6))
+    kept = [line for line in axes[0, 0].get_lines() if line.get_label() == "kept epoch"][0]
+    assert kept.get_xdata()[0] == 3
+    chance = [line for line in axes[1, 0].get_lines() if line.get_label() == "chance"][0]
+    assert chance.get_ydata()[0] == 0.25
+    assert validation.get_color() == plots.model_color("id-classifier")
+    matplotlib.pyplot.close(fig)

@@ -144,3 +144,13 @@ def test_measured_step_rates_cover_every_kind_at_the_papers_batch():
         assert set(mine["batch"]) == {paper.MODELS[kind].batch_size}
         plain = mine[(mine.step == "training") & (mine.steps_per_execution == 1) & ~mine.xla]
         assert len(plain) >= 1, f"{kind}: no rate of the plain training loop"
+
+
+def test_the_development_download_is_the_six_type_archives():
+    from aadlib import data
+
+    archives = data.read_resource_csv("dcase2020_task2_archives.csv")
+    development = archives[archives.file.str.startswith("dev_data_")]
+    assert len(development) == 6
+    assert reference.development_archive_bytes() == development.size_bytes.sum()
+    assert reference.development_archive_bytes() < archives.size_bytes.sum()

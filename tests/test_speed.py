@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_training import _config, _small_model, _toy_logmels
+from helpers import dense_config, small_dense_model, toy_logmels
 
 from aadlib import pipeline, profiles, scoring, training
 from aadlib.profiles import Acceleration
@@ -82,12 +82,12 @@ def test_profiles_hold_the_settings_and_only_precision_enters_the_record():
 
 
 def _train(acceleration, epochs=3, **config):
-    model = _small_model()
+    model = small_dense_model()
     history = fit_autoencoder(
         model,
-        _toy_logmels(20, 60),
+        toy_logmels(20, 60),
         "dense",
-        _config(epochs=epochs, batch_size=16, patience=50, **config),
+        dense_config(epochs=epochs, batch_size=16, patience=50, **config),
         verbose=0,
         acceleration=acceleration,
     )
@@ -129,7 +129,7 @@ def test_each_switch_trains_the_same_model(current, switch, exact):
         scale = max(np.abs(w).max() for w in weights)
         for a, b in zip(model.get_weights(), weights, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
-        probe = _toy_logmels(3, 20, seed=1).frames[:15].reshape(3, 640)
+        probe = toy_logmels(3, 20, seed=1).frames[:15].reshape(3, 640)
         np.testing.assert_allclose(
             model.predict(probe, verbose=0),
             base_model.predict(probe, verbose=0),
@@ -167,10 +167,10 @@ def test_a_compiled_call_never_crosses_a_capped_epoch():
 
 def _fit_in(run_dir, acceleration, epochs, seed=0, model=None):
     return fit_autoencoder(
-        model or _small_model(seed),
-        _toy_logmels(20, 60),
+        model or small_dense_model(seed),
+        toy_logmels(20, 60),
         "dense",
-        _config(epochs=epochs, batch_size=16, patience=50),
+        dense_config(epochs=epochs, batch_size=16, patience=50),
         run_dir=run_dir,
         verbose=0,
         acceleration=acceleration,
@@ -183,13 +183,13 @@ def test_a_checkpoint_resumes_with_a_neutral_switch_changed(tmp_path, caplog):
     run_dir = tmp_path / "run"
     first = _fit_in(run_dir, CURRENT, epochs=2)
     faster = Acceleration(steps_per_execution=8, jit_compile=False, prefetch_to_device=True)
-    model = _small_model(seed=5)
+    model = small_dense_model(seed=5)
     with caplog.at_level("WARNING", logger="aadlib"):
         resumed = _fit_in(run_dir, faster, epochs=4, model=model)
     assert not caplog.records  # nothing discarded
     assert list(resumed.epoch) == [1, 2, 3, 4]
     pd.testing.assert_frame_equal(resumed.iloc[:2].reset_index(drop=True), first)
-    unbroken_model = _small_model()
+    unbroken_model = small_dense_model()
     unbroken = _fit_in(tmp_path / "unbroken", CURRENT, epochs=4, model=unbroken_model)
     cols = ["epoch", "loss", "val_loss"]
     pd.testing.assert_frame_equal(resumed[cols], unbroken[cols])
@@ -221,7 +221,7 @@ def test_mixed_precision_is_another_run(tmp_path, caplog):
         more = _fit_in(run_dir, mixed, epochs=4, model=again)
     assert not caplog.records and list(more.epoch) == [1, 2, 3, 4]
     # Its reconstructions are float32, so it scores as any model does.
-    scores = scoring.score_clips(again, _toy_logmels(4, 20), "dense", hop=2)
+    scores = scoring.score_clips(again, toy_logmels(4, 20), "dense", hop=2)
     assert scores.dtype == np.float64 and np.all(np.isfinite(scores))
 
 

@@ -19,8 +19,8 @@ import pytest
 import soundfile as sf
 from scipy.stats import norm, rankdata
 
-from aadlib import synth
-from aadlib._io import exclusive
+from aadlib import soundmodel, synth
+from aadlib._storage import exclusive
 from aadlib.data import DEV_IDS, MACHINE_TYPES, SAMPLE_RATE, list_clips, load_clip
 from aadlib.features import log_mel
 
@@ -45,7 +45,7 @@ def _table1() -> pd.DataFrame:
 
 @functools.cache
 def _logmel(machine_type: str, machine_id: int, split: str, label: str, index: int) -> np.ndarray:
-    y, _ = synth.synthesize_clip(machine_type, machine_id, label, index, seed=0, split=split)
+    y, _ = soundmodel.synthesize_clip(machine_type, machine_id, label, index, seed=0, split=split)
     return log_mel(y)
 
 
@@ -115,11 +115,13 @@ def test_wav_format_and_duration(tiny_root):
 def test_files_hold_what_synthesize_clip_returns(tiny_root):
     path = tiny_root / "valve" / "test" / "anomaly_id_04_00000001.wav"
     stored, _ = sf.read(path, dtype="int16")
-    y, info = synth.synthesize_clip("valve", 4, "anomaly", 1, seed=0, split="test")
+    y, info = soundmodel.synthesize_clip("valve", 4, "anomaly", 1, seed=0, split="test")
     assert y.dtype == np.float32 and y.ndim == 1
     assert np.all(np.abs(y) <= 1.0)
     assert np.array_equal(stored, np.round(y * 32767).astype(np.int16))
-    assert info["kind"] in synth.ANOMALY_KINDS and 0.0 <= info["severity"] <= 1.0
+    assert info["kind"] in soundmodel.ANOMALY_KINDS and 0.0 <= info["severity"] <= 1.0
+    # A clip rendered in memory reaches the features as the file does when it is loaded.
+    assert np.array_equal(synth.as_recorded(y), load_clip(path))
 
 
 # --------------------------------------------------------------------------- determinism
@@ -138,13 +140,13 @@ def test_same_seed_same_bytes_whatever_else_is_generated(tiny_root, tmp_path):
 
 
 def test_different_seed_or_clip_gives_different_audio():
-    base, _ = synth.synthesize_clip("fan", 2, "normal", 0, seed=0)
-    again, _ = synth.synthesize_clip("fan", 2, "normal", 0, seed=0)
+    base, _ = soundmodel.synthesize_clip("fan", 2, "normal", 0, seed=0)
+    again, _ = soundmodel.synthesize_clip("fan", 2, "normal", 0, seed=0)
     assert np.array_equal(base, again)
     for other in (
-        synth.synthesize_clip("fan", 2, "normal", 0, seed=1)[0],
-        synth.synthesize_clip("fan", 2, "normal", 1, seed=0)[0],
-        synth.synthesize_clip("fan", 2, "normal", 0, seed=0, split="test")[0],
+        soundmodel.synthesize_clip("fan", 2, "normal", 0, seed=1)[0],
+        soundmodel.synthesize_clip("fan", 2, "normal", 1, seed=0)[0],
+        soundmodel.synthesize_clip("fan", 2, "normal", 0, seed=0, split="test")[0],
     ):
         assert not np.array_equal(base, other)
 
@@ -155,7 +157,7 @@ def test_ids_of_a_type_are_machines_of_one_model():
     within a few dB, the same number of harmonics; ToyConveyor's IDs the closest."""
     spreads = {}
     for mtype in MACHINE_TYPES:
-        signatures = [synth.machine_signature(mtype, mid) for mid in DEV_IDS[mtype]]
+        signatures = [soundmodel.machine_signature(mtype, mid) for mid in DEV_IDS[mtype]]
         f0 = np.array([s["f0_hz"] for s in signatures])
         assert f0.max() / f0.min() < 1.08, (mtype, f0)
         levels = [s["level_db"] for s in signatures]
@@ -169,15 +171,16 @@ def test_ids_of_a_type_are_machines_of_one_model():
 
 def test_machine_signature_distinguishes_ids():
     for mtype in MACHINE_TYPES:
-        signatures = [synth.machine_signature(mtype, mid) for mid in DEV_IDS[mtype]]
+        signatures = [soundmodel.machine_signature(mtype, mid) for mid in DEV_IDS[mtype]]
         assert len({json.dumps(s["harmonic_prominence_db"]) for s in signatures}) == len(signatures)
         assert len({s["f0_hz"] for s in signatures}) == len(signatures)
-        assert synth.machine_signature(mtype, DEV_IDS[mtype][0]) == signatures[0]
-    assert synth.machine_signature("fan", 0, seed=1) != synth.machine_signature("fan", 0, seed=0)
+        assert soundmodel.machine_signature(mtype, DEV_IDS[mtype][0]) == signatures[0]
+    signature = soundmodel.machine_signature
+    assert signature("fan", 0, seed=1) != signature("fan", 0, seed=0)
     with pytest.raises(ValueError):
-        synth.machine_signature("fan", 1)  # an evaluation-set ID, not a development one
+        soundmodel.machine_signature("fan", 1)  # an evaluation-set ID, not a development one
     with pytest.raises(ValueError):
-        synth.synthesize_clip("fan", 0, "anomaly", 0, split="train")
+        soundmodel.synthesize_clip("fan", 0, "anomaly", 0, split="train")
 
 
 # --------------------------------------------------------------------------- calibration
@@ -210,7 +213,7 @@ def test_calibrated_against_real_logmel_statistics(machine_type):
     ]
     criteria = _calibration(logmels, machine_type)
     assert _calibrated(criteria), criteria
-    report = synth.calibration_report(logmels, machine_type)
+    report = soundmodel.calibration_report(logmels, machine_type)
     assert (report["mean_abs_diff_db"], report["std_ratio"], report["std_bins_in_range"]) == (
         pytest.approx(criteria)
     )
@@ -231,10 +234,10 @@ def test_anomaly_table_lists_the_anomalous_clips(tiny_root):
         anomalous = clips[clips.label == "anomaly"]
         on_disk = {f"{row.split}/{row.path.name}" for row in anomalous.itertuples()}
         assert set(table.file) == on_disk and len(table) == len(on_disk)
-        assert set(table.kind) <= set(synth.ANOMALY_KINDS)
+        assert set(table.kind) <= set(soundmodel.ANOMALY_KINDS)
         assert table.severity.between(0.0, 1.0).all()
         row = table.iloc[0]
-        _, info = synth.synthesize_clip(
+        _, info = soundmodel.synthesize_clip(
             mtype, int(row.machine_id), "anomaly", int(row.file[-12:-4]), split="test"
         )
         assert (info["kind"], info["severity"]) == (row.kind, row.severity)
@@ -242,13 +245,13 @@ def test_anomaly_table_lists_the_anomalous_clips(tiny_root):
 
 
 def test_anomaly_kinds_and_severities_are_varied():
-    planted = [synth.planted_anomaly("pump", 0, index) for index in range(300)]
+    planted = [soundmodel.planted_anomaly("pump", 0, index) for index in range(300)]
     kinds = pd.Series([p["kind"] for p in planted])
     severities = np.array([p["severity"] for p in planted])
-    assert set(kinds) == set(synth.ANOMALY_KINDS)
+    assert set(kinds) == set(soundmodel.ANOMALY_KINDS)
     assert kinds.value_counts().min() > 30  # each kind is common
     assert severities.min() < 0.1 and severities.max() > 0.9  # subtle and obvious ones
-    assert planted == [synth.planted_anomaly("pump", 0, index) for index in range(300)]
+    assert planted == [soundmodel.planted_anomaly("pump", 0, index) for index in range(300)]
 
 
 def test_every_anomaly_kind_moves_the_id_cues_more_when_severe():
@@ -262,7 +265,7 @@ def test_every_anomaly_kind_moves_the_id_cues_more_when_severe():
         "amplitude_modulation": "tonal_gain_db",
         "noise_change": "tilt_db_per_octave",
     }
-    planted = [synth.planted_anomaly("slider", 2, index) for index in range(300)]
+    planted = [soundmodel.planted_anomaly("slider", 2, index) for index in range(300)]
     for kind, name in cue.items():
         of_kind = sorted(
             (p["severity"], abs(p["params"][name])) for p in planted if p["kind"] == kind
@@ -270,7 +273,9 @@ def test_every_anomaly_kind_moves_the_id_cues_more_when_severe():
         severities, changes = np.array(of_kind).T
         assert changes.min() > 0.0, kind
         assert np.all(np.diff(changes)[np.diff(severities) > 0] >= 0), kind  # grows
-        assert changes[-1] >= 3 * changes[0], kind
+        # At least twice: an ID with a positive severity offset (slider 2) has its
+        # strengths in [offset, 1 + offset], where a range's top is less times its bottom.
+        assert changes[-1] >= 2 * changes[0], kind
     # The change is in the audio: an extra tone's clip differs from its clean twin also
     # far from the tone and its octave (the machine's harmonics and resonances moved),
     # the more so the more severe the anomaly.
@@ -280,10 +285,10 @@ def test_every_anomaly_kind_moves_the_id_cues_more_when_severe():
         tones = [
             (p["severity"], i)
             for i in range(300)
-            if (p := synth.planted_anomaly(mtype, mid, i))["kind"] == "extra_tone"
+            if (p := soundmodel.planted_anomaly(mtype, mid, i))["kind"] == "extra_tone"
         ]
         for severity, index in (min(tones), max(tones)):
-            tone = synth.planted_anomaly(mtype, mid, index)["params"]["freq_hz"]
+            tone = soundmodel.planted_anomaly(mtype, mid, index)["params"]["freq_hz"]
             away = (np.abs(np.log2(centres / tone)) > 0.5) & (
                 np.abs(np.log2(centres / (2 * tone))) > 0.5
             )
@@ -297,7 +302,7 @@ def test_every_anomaly_kind_moves_the_id_cues_more_when_severe():
 
 
 def _logmel_of(machine_type: str, machine_id: int, index: int, plant: bool) -> np.ndarray:
-    y, _ = synth.synthesize_clip(
+    y, _ = soundmodel.synthesize_clip(
         machine_type, machine_id, "anomaly", index, split="test", plant=plant
     )
     return log_mel(y)
@@ -316,7 +321,8 @@ def test_anomalies_deviate_more_from_normal_training_frames_than_normals():
         mid = DEV_IDS[mtype][0]
         train = np.concatenate([_logmel(mtype, mid, "train", "normal", i) for i in range(2)])
         mean, std = train.mean(axis=0), train.std(axis=0)
-        strong = [i for i in range(40) if synth.planted_anomaly(mtype, mid, i)["severity"] >= 0.5]
+        planted = [soundmodel.planted_anomaly(mtype, mid, i) for i in range(40)]
+        strong = [i for i, anomaly in enumerate(planted) if anomaly["severity"] >= 0.5]
         normal = [
             _frame_deviation(_logmel(mtype, mid, "test", "normal", i), mean, std) for i in range(3)
         ]
@@ -336,18 +342,18 @@ def test_each_anomaly_kind_changes_log_mels_more_when_severe(machine_type):
     """An anomalous clip against its clean twin (same sound, anomaly not planted): every kind
     changes the log-mel spectrogram, and its most severe instance more than its mildest."""
     mid = DEV_IDS[machine_type][1]
-    planted = {i: synth.planted_anomaly(machine_type, mid, i) for i in range(80)}
+    planted = {i: soundmodel.planted_anomaly(machine_type, mid, i) for i in range(80)}
 
     def change(index: int) -> float:
         kwargs = dict(split="test", seed=0)
-        with_anomaly, _ = synth.synthesize_clip(machine_type, mid, "anomaly", index, **kwargs)
-        twin, info = synth.synthesize_clip(
+        with_anomaly, _ = soundmodel.synthesize_clip(machine_type, mid, "anomaly", index, **kwargs)
+        twin, info = soundmodel.synthesize_clip(
             machine_type, mid, "anomaly", index, plant=False, **kwargs
         )
         assert info["planted"] is False
         return float(np.percentile(np.abs(log_mel(with_anomaly) - log_mel(twin)), 99))
 
-    for kind in synth.ANOMALY_KINDS:
+    for kind in soundmodel.ANOMALY_KINDS:
         of_kind = sorted((p["severity"], i) for i, p in planted.items() if p["kind"] == kind)
         (mild_severity, mild), (severe_severity, severe) = of_kind[0], of_kind[-1]
         assert mild_severity < 0.3 and severe_severity > 0.7
@@ -703,7 +709,7 @@ def test_ids_overlap_and_anomalies_blur_them(tmp_path):
     verdicts["correct"] = verdicts.predicted_id == verdicts.machine_id
     normal = verdicts[verdicts.label == "normal"].correct.mean()
     severe = verdicts[verdicts.severity >= 0.5].groupby("kind").correct.mean()
-    assert set(severe.index) == set(synth.ANOMALY_KINDS)
+    assert set(severe.index) == set(soundmodel.ANOMALY_KINDS)
     assert (severe < normal - 0.1).all(), (normal, severe)
 
 

@@ -8,10 +8,9 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from test_batches import _collect, _indexed_logmels
+from helpers import collect_batches, dense_config, indexed_logmels, small_dense_model, toy_logmels
 
 from aadlib.batches import WindowBatches
-from aadlib.features import LogMelSet
 from aadlib.models import build_cnn_ae, build_dense_ae
 from aadlib.training import (
     ModelFileError,
@@ -60,10 +59,10 @@ def test_split_clips_deterministic_and_seeded():
 
 
 def test_split_is_by_clip():
-    logmels = _indexed_logmels([12] * 10)
+    logmels = indexed_logmels([12] * 10)
     train, val = split_clips(len(logmels), 0.2, seed=1)
-    _, x_train = _collect(WindowBatches(logmels, "dense", clips=train, targets=False))
-    _, x_val = _collect(WindowBatches(logmels, "dense", clips=val, targets=False))
+    _, x_train = collect_batches(WindowBatches(logmels, "dense", clips=train, targets=False))
+    _, x_val = collect_batches(WindowBatches(logmels, "dense", clips=val, targets=False))
     # Every frame of every window lies in a clip of its own side.
     owner = np.repeat(np.arange(10), 12)
     frames_train = x_train.reshape(len(x_train), 5, 128)[:, :, 0].astype(int)
@@ -94,32 +93,17 @@ def test_paper_config():
 # --------------------------------------------------------------------------------------
 
 
-def _toy_logmels(n_clips=10, n_frames=30, seed=0):
-    """Frames on a 2-D subspace of 128 bins: easy for an autoencoder to learn."""
-    rng = np.random.default_rng(seed)
-    basis = rng.standard_normal((2, 128))
-    arrays = [
-        (rng.standard_normal((n_frames, 2)) @ basis).astype(np.float32) for _ in range(n_clips)
-    ]
-    return LogMelSet.from_arrays(arrays, [f"c{i}.wav" for i in range(n_clips)])
-
-
-def _small_model(seed=0):
-    keras.utils.set_random_seed(seed)
-    return build_dense_ae(hidden_units=32, n_hidden=1)
-
-
-def _config(**changes):
-    return paper_config("dense", **{"batch_size": 32, **changes})
-
-
 def _weights_equal(a, b):
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_fit_reduces_training_loss():
     history = fit_autoencoder(
-        _small_model(), _toy_logmels(20, 60), "dense", _config(epochs=3, batch_size=16), verbose=0
+        small_dense_model(),
+        toy_logmels(20, 60),
+        "dense",
+        dense_config(epochs=3, batch_size=16),
+        verbose=0,
     )
     assert list(history.epoch) == [1, 2, 3]
     assert {"epoch", "loss", "val_loss", "seconds"} <= set(history.columns)
@@ -129,18 +113,20 @@ def test_fit_reduces_training_loss():
 
 def test_fit_needs_windows():
     with pytest.raises(ValueError, match="no dense training windows"):
-        fit_autoencoder(_small_model(), _indexed_logmels([3, 4, 2]), "dense", _config(epochs=1))
+        fit_autoencoder(
+            small_dense_model(), indexed_logmels([3, 4, 2]), "dense", dense_config(epochs=1)
+        )
 
 
 def test_early_stopping_stops_and_restores_best(tmp_path):
     run_dir = tmp_path / "run"
-    model = _small_model()
-    config = _config(epochs=6, patience=1, min_delta=1e9)  # nothing after epoch 1 improves
-    history = fit_autoencoder(model, _toy_logmels(), "dense", config, run_dir=run_dir, verbose=0)
+    model = small_dense_model()
+    config = dense_config(epochs=6, patience=1, min_delta=1e9)  # nothing after epoch 1 improves
+    history = fit_autoencoder(model, toy_logmels(), "dense", config, run_dir=run_dir, verbose=0)
     assert list(history.epoch) == [1, 2]  # patience + 1 epochs
     state = json.loads((run_dir / "state.json").read_text())
     assert state["stopped"] is True and state["epoch"] == 2 and state["best_epoch"] == 0
-    best = _small_model(seed=1)
+    best = small_dense_model(seed=1)
     best.load_weights(run_dir / state["best_file"])
     assert _weights_equal(model.get_weights(), best.get_weights())
     last = load_model(run_dir / state["model_file"])  # the weights after epoch 2
@@ -149,56 +135,56 @@ def test_early_stopping_stops_and_restores_best(tmp_path):
 
 def test_stopped_run_called_again_trains_nothing(tmp_path):
     run_dir = tmp_path / "run"
-    config = _config(epochs=6, patience=1, min_delta=1e9)
+    config = dense_config(epochs=6, patience=1, min_delta=1e9)
     history = fit_autoencoder(
-        _small_model(), _toy_logmels(), "dense", config, run_dir=run_dir, verbose=0
+        small_dense_model(), toy_logmels(), "dense", config, run_dir=run_dir, verbose=0
     )
     stamps = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
     # Called again, even with more epochs: nothing trains, the best weights come back.
-    model = _small_model(seed=2)
+    model = small_dense_model(seed=2)
     again = fit_autoencoder(
         model,
-        _toy_logmels(),
+        toy_logmels(),
         "dense",
-        _config(epochs=10, patience=1, min_delta=1e9),
+        dense_config(epochs=10, patience=1, min_delta=1e9),
         run_dir=run_dir,
         verbose=0,
     )
     pd.testing.assert_frame_equal(again, history)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == stamps
-    best = _small_model(seed=1)
+    best = small_dense_model(seed=1)
     best.load_weights(run_dir / json.loads((run_dir / "state.json").read_text())["best_file"])
     assert _weights_equal(model.get_weights(), best.get_weights())
 
 
 def test_early_stopping_without_run_dir_restores_best():
-    model = _small_model()
-    config = _config(epochs=6, patience=2, min_delta=1e9)
-    history = fit_autoencoder(model, _toy_logmels(), "dense", config, verbose=0)
+    model = small_dense_model()
+    config = dense_config(epochs=6, patience=2, min_delta=1e9)
+    history = fit_autoencoder(model, toy_logmels(), "dense", config, verbose=0)
     assert len(history) == 3
     # The restored weights score the validation clips as epoch 1 did, not as epoch 3.
     train, val = split_clips(10, 0.1, seed=0)
-    ds = WindowBatches(_toy_logmels(), "dense", clips=val, batch_size=32)
+    ds = WindowBatches(toy_logmels(), "dense", clips=val, batch_size=32)
     loss = model.evaluate(ds.as_tf_dataset(), verbose=0)
     assert loss == pytest.approx(history.val_loss.iloc[0], rel=1e-4)
 
 
 def test_resume_continues_where_it_stopped(tmp_path):
     run_dir = tmp_path / "run"
-    logmels = _toy_logmels()
+    logmels = toy_logmels()
     first = fit_autoencoder(
-        _small_model(),
+        small_dense_model(),
         logmels,
         "dense",
-        _config(epochs=2, patience=50),
+        dense_config(epochs=2, patience=50),
         run_dir=run_dir,
         verbose=0,
     )
     assert list(first.epoch) == [1, 2]
     # A new session: a fresh model and the same run folder, with the full epoch budget.
-    model = _small_model(seed=7)
+    model = small_dense_model(seed=7)
     second = fit_autoencoder(
-        model, logmels, "dense", _config(epochs=4, patience=50), run_dir=run_dir, verbose=0
+        model, logmels, "dense", dense_config(epochs=4, patience=50), run_dir=run_dir, verbose=0
     )
     assert list(second.epoch) == [1, 2, 3, 4]
     pd.testing.assert_frame_equal(second.iloc[:2].reset_index(drop=True), first)
@@ -213,25 +199,30 @@ def test_resume_continues_where_it_stopped(tmp_path):
 
 def test_finished_run_called_again_trains_nothing(tmp_path):
     run_dir = tmp_path / "run"
-    logmels = _toy_logmels()
+    logmels = toy_logmels()
     second = fit_autoencoder(
-        _small_model(),
+        small_dense_model(),
         logmels,
         "dense",
-        _config(epochs=2, patience=50),
+        dense_config(epochs=2, patience=50),
         run_dir=run_dir,
         verbose=0,
     )
     assert list(second.epoch) == [1, 2]
     # A finished run called again trains nothing and ends with the best weights.
     stamps = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
-    third_model = _small_model(seed=8)
+    third_model = small_dense_model(seed=8)
     third = fit_autoencoder(
-        third_model, logmels, "dense", _config(epochs=2, patience=50), run_dir=run_dir, verbose=0
+        third_model,
+        logmels,
+        "dense",
+        dense_config(epochs=2, patience=50),
+        run_dir=run_dir,
+        verbose=0,
     )
     pd.testing.assert_frame_equal(third, second)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == stamps
-    best = _small_model(seed=9)
+    best = small_dense_model(seed=9)
     best.load_weights(run_dir / json.loads((run_dir / "state.json").read_text())["best_file"])
     assert _weights_equal(third_model.get_weights(), best.get_weights())
 
@@ -256,20 +247,20 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path, caplog, change, name
     run_dir = tmp_path / "run"
     record = {"data": "these clips", "aadlib": "0.2.0"}
     first = fit_autoencoder(
-        _small_model(),
-        _toy_logmels(),
+        small_dense_model(),
+        toy_logmels(),
         "dense",
-        _config(epochs=2, patience=50),
+        dense_config(epochs=2, patience=50),
         run_dir=run_dir,
         record=record,
         verbose=0,
     )
     assert _state(run_dir)["epoch"] == 2
-    config = _config(epochs=3, patience=50, **change.get("config", {}))
+    config = dense_config(epochs=3, patience=50, **change.get("config", {}))
     with caplog.at_level("WARNING", logger="aadlib"):
         again = fit_autoencoder(
-            _small_model(seed=3),
-            _toy_logmels(),
+            small_dense_model(seed=3),
+            toy_logmels(),
             "dense",
             config,
             run_dir=run_dir,
@@ -285,19 +276,19 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path, caplog, change, name
 def test_more_epochs_resume_the_same_run(tmp_path, caplog):
     run_dir = tmp_path / "run"
     fit_autoencoder(
-        _small_model(),
-        _toy_logmels(),
+        small_dense_model(),
+        toy_logmels(),
         "dense",
-        _config(epochs=2, patience=50),
+        dense_config(epochs=2, patience=50),
         run_dir=run_dir,
         verbose=0,
     )
     with caplog.at_level("WARNING", logger="aadlib"):
         more = fit_autoencoder(
-            _small_model(seed=3),
-            _toy_logmels(),
+            small_dense_model(seed=3),
+            toy_logmels(),
             "dense",
-            _config(epochs=3, patience=50),
+            dense_config(epochs=3, patience=50),
             run_dir=run_dir,
             verbose=0,
         )
@@ -311,7 +302,7 @@ def test_a_kill_between_weights_and_state_leaves_a_consistent_checkpoint(tmp_pat
     import aadlib.training as training
 
     run_dir = tmp_path / "run"
-    logmels = _toy_logmels()
+    logmels = toy_logmels()
     original = training.write_text
     calls = []
 
@@ -324,10 +315,10 @@ def test_a_kill_between_weights_and_state_leaves_a_consistent_checkpoint(tmp_pat
     monkeypatch.setattr(training, "write_text", dies_on_second_state)
     with pytest.raises(KeyboardInterrupt):
         fit_autoencoder(
-            _small_model(),
+            small_dense_model(),
             logmels,
             "dense",
-            _config(epochs=3, patience=50),
+            dense_config(epochs=3, patience=50),
             run_dir=run_dir,
             verbose=0,
         )
@@ -338,10 +329,10 @@ def test_a_kill_between_weights_and_state_leaves_a_consistent_checkpoint(tmp_pat
     epoch_one = load_model(run_dir / state["model_file"], compile=True)
     steps = int(epoch_one.optimizer.iterations.numpy())
     resumed = fit_autoencoder(
-        _small_model(seed=4),
+        small_dense_model(seed=4),
         logmels,
         "dense",
-        _config(epochs=3, patience=50),
+        dense_config(epochs=3, patience=50),
         run_dir=run_dir,
         verbose=0,
     )
@@ -363,20 +354,20 @@ def test_a_kill_between_weights_and_state_leaves_a_consistent_checkpoint(tmp_pat
 def test_damaged_checkpoint_is_named_and_training_starts_afresh(tmp_path, caplog, damage):
     run_dir = tmp_path / "run"
     fit_autoencoder(
-        _small_model(),
-        _toy_logmels(),
+        small_dense_model(),
+        toy_logmels(),
         "dense",
-        _config(epochs=2, patience=50),
+        dense_config(epochs=2, patience=50),
         run_dir=run_dir,
         verbose=0,
     )
     damage(run_dir)
     with caplog.at_level("WARNING", logger="aadlib"):
         again = fit_autoencoder(
-            _small_model(seed=5),
-            _toy_logmels(),
+            small_dense_model(seed=5),
+            toy_logmels(),
             "dense",
-            _config(epochs=2, patience=50),
+            dense_config(epochs=2, patience=50),
             run_dir=run_dir,
             verbose=0,
         )
@@ -393,7 +384,7 @@ def test_damaged_checkpoint_is_named_and_training_starts_afresh(tmp_path, caplog
 @pytest.mark.parametrize("name", ["model.h5", "model", "model.keras.tmp", "weights.weights.h5"])
 def test_save_model_requires_keras_suffix(tmp_path, name):
     with pytest.raises(ValueError, match=".keras"):
-        save_model(_small_model(), tmp_path / name)
+        save_model(small_dense_model(), tmp_path / name)
     assert not any(tmp_path.iterdir())
 
 
@@ -412,7 +403,7 @@ def test_load_model_missing(tmp_path):
     ids=["truncated", "empty", "text"],
 )
 def test_damaged_model_file_is_named_with_the_remedy(tmp_path, damage):
-    path = save_model(_small_model(), tmp_path / "model.keras")
+    path = save_model(small_dense_model(), tmp_path / "model.keras")
     damage(path)
     with pytest.raises(ModelFileError) as info:
         load_model(path)
@@ -475,9 +466,9 @@ def test_fit_trains_on_the_datasets_batches_in_order(monkeypatch):
         return dataset.map(record)
 
     monkeypatch.setattr(WindowBatches, "as_tf_dataset", recording)
-    logmels = _toy_logmels(20, 60)
-    config = _config(epochs=2, batch_size=16)
-    fit_autoencoder(_small_model(), logmels, "dense", config, verbose=0)
+    logmels = toy_logmels(20, 60)
+    config = dense_config(epochs=2, batch_size=16)
+    fit_autoencoder(small_dense_model(), logmels, "dense", config, verbose=0)
     expected, _ = training_windows(logmels, "dense", config)
     for epoch in range(2):
         batches = [expected.batch(i, epoch)[0] for i in range(len(expected))]
@@ -486,3 +477,14 @@ def test_fit_trains_on_the_datasets_batches_in_order(monkeypatch):
         for a, b in zip(got, batches):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(seen[0], seen[len(batches)])  # reshuffled
+
+
+def test_recent_gain_is_what_the_learning_status_judges():
+    from aadlib.training import learning_status, recent_gain
+
+    falling = pd.DataFrame({"val_loss": [1.0, 0.9, 0.8, 0.7]})
+    assert recent_gain(falling) == pytest.approx((0.9 - 0.7) / 0.9)
+    assert learning_status(falling) == "improving"
+    bounced = pd.DataFrame({"val_loss": [1.0, 0.5, 0.9, 0.6, 0.55]})  # no new best lately
+    assert recent_gain(bounced) < 0 and learning_status(bounced) == "plateau"
+    assert recent_gain(falling.head(2)) is None and learning_status(falling.head(2)) == "too short"

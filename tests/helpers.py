@@ -1,0 +1,90 @@
+"""Helpers shared by several test files (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+from aadlib.features import LogMelSet
+
+
+def run_cli(args, home, timeout=120, **env_changes) -> subprocess.CompletedProcess:
+    """``python -m aadlib ARGS`` as a user runs it, with ``home`` as AADLIB_HOME and cwd.
+
+    The caller's AADLIB_* variables are dropped so that its shell cannot steer the test;
+    ``env_changes`` set variables for this run only.
+    """
+    env = {
+        **os.environ,
+        "AADLIB_HOME": str(home),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("AADLIB_PROFILE", "AADLIB_DATA_ROOT", "AADLIB_RESULTS", "AADLIB_DATA_URL"):
+        env.pop(name, None)
+    env.update(env_changes)
+    return subprocess.run(
+        [sys.executable, "-m", "aadlib", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=home,
+    )
+
+
+def closed_port() -> int:
+    """A local port nobody listens on: a download from it fails as with no network."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def indexed_logmels(lengths, n_mels=128) -> LogMelSet:
+    """Frames whose first bin holds the global frame number, the rest noise."""
+    total = sum(lengths)
+    frames = np.random.default_rng(0).standard_normal((total, n_mels)).astype(np.float32)
+    frames[:, 0] = np.arange(total)
+    arrays, start = [], 0
+    for n in lengths:
+        arrays.append(frames[start : start + n])
+        start += n
+    return LogMelSet.from_arrays(arrays, [f"clip{i}.wav" for i in range(len(lengths))])
+
+
+def collect_batches(ds, epoch=0):
+    """Every batch of one epoch of ``ds``, and their inputs stacked."""
+    batches = [ds.batch(i, epoch) for i in range(len(ds))]
+    xs = [b[0] if isinstance(b, tuple) else b for b in batches]
+    return batches, np.concatenate(xs)
+
+
+def toy_logmels(n_clips=10, n_frames=30, seed=0) -> LogMelSet:
+    """Frames on a 2-D subspace of 128 bins: easy for an autoencoder to learn."""
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((2, 128))
+    arrays = [
+        (rng.standard_normal((n_frames, 2)) @ basis).astype(np.float32) for _ in range(n_clips)
+    ]
+    return LogMelSet.from_arrays(arrays, [f"c{i}.wav" for i in range(n_clips)])
+
+
+def small_dense_model(seed=0):
+    """A Dense AE with one hidden layer of 32 units, its weights seeded."""
+    import keras  # here: only the training tests need TensorFlow
+
+    from aadlib.models import build_dense_ae
+
+    keras.utils.set_random_seed(seed)
+    return build_dense_ae(hidden_units=32, n_hidden=1)
+
+
+def dense_config(**changes):
+    """The paper's Dense AE configuration at batch size 32, with ``changes``."""
+    from aadlib.training import paper_config
+
+    return paper_config("dense", **{"batch_size": 32, **changes})

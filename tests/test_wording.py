@@ -1,0 +1,270 @@
+"""The book's generated sentences read naturally at the edges: 0, 1 and all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aadlib import wording
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"), [(0, "0 models"), (1, "1 model"), (2, "2 models"), (23, "23 models")]
+)
+def test_plural_agrees_with_the_count(n, expected):
+    assert wording.plural(n, "model") == expected
+
+
+def test_plural_takes_an_irregular_plural_and_numpy_counts():
+    assert wording.plural(np.int64(2), "analysis", "analyses") == "2 analyses"
+    assert wording.plural(1, "analysis", "analyses") == "1 analysis"
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_a_count_is_a_whole_number(bad):
+    with pytest.raises(ValueError, match="whole number"):
+        wording.plural(bad, "model")
+
+
+def test_every_says_every_frame_for_one_and_a_number_otherwise():
+    assert wording.every(1, "frame") == "every frame"
+    assert wording.every(4, "frame") == "every 4 frames"
+    with pytest.raises(ValueError):
+        wording.every(0, "frame")
+
+
+@pytest.mark.parametrize(
+    ("n", "total", "expected"),
+    [
+        (0, 8, "none of the 8 per-ID rows"),
+        (1, 8, "1 of the 8 per-ID rows"),
+        (3, 8, "3 of the 8 per-ID rows"),
+        (8, 8, "all 8 per-ID rows"),
+        (2, 2, "both per-ID rows"),
+        (0, 2, "none of the 2 per-ID rows"),
+        (1, 1, "the only per-ID row"),
+        (0, 1, "no per-ID row"),
+        (0, 0, "no per-ID row"),
+    ],
+)
+def test_count_of_says_none_and_all_in_words(n, total, expected):
+    text = wording.count_of(n, total, "per-ID row")
+    assert text == expected
+    assert "0 of" not in text and "(" not in text
+
+
+def test_count_of_refuses_a_part_larger_than_its_whole():
+    with pytest.raises(ValueError, match="exceed"):
+        wording.count_of(5, 4, "ID", "IDs")
+
+
+def test_agree_picks_the_verb_of_the_count():
+    assert [wording.agree(n, "is", "are") for n in (0, 1, 2)] == ["are", "is", "are"]
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        ([], "none"),
+        (["fan"], "fan"),
+        (["fan", "pump"], "fan and pump"),
+        (["fan", "pump", "valve"], "fan, pump and valve"),
+    ],
+)
+def test_join_lists_like_a_sentence(items, expected):
+    assert wording.join(items) == expected
+
+
+def test_join_takes_its_conjunction_and_empty_word():
+    assert wording.join(["a", "b"], "or") == "a or b"
+    assert wording.join([], empty="no type") == "no type"
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "side", "verdict", "claim"),
+    [
+        (0.5, 3.0, "above", "better", "holds beyond the noise"),
+        (-3.0, -0.5, "below", "worse", "is contradicted beyond the noise"),
+        (-1.0, 2.0, "within", "within the noise", "can be neither"),
+        (0.0, 2.0, "within", "within the noise", "can be neither"),
+    ],
+)
+def test_verdicts_follow_the_interval_of_the_difference(low, high, side, verdict, claim):
+    assert wording.side_of_zero(low, high) == side
+    assert wording.difference_verdict(low, high) == verdict
+    assert wording.claim_verdict(low, high).startswith(claim)
+
+
+def test_relation_to_names_the_other_model():
+    assert wording.relation_to(1, 2, "the baseline") == "above the baseline beyond the noise"
+    assert wording.relation_to(-2, -1) == "below it beyond the noise"
+    assert wording.relation_to(-1, 1, "the Dense AE") == "within the noise of the Dense AE"
+
+
+@pytest.mark.parametrize(("low", "high"), [(2.0, 1.0), (float("nan"), 1.0)])
+def test_a_broken_interval_is_refused(low, high):
+    with pytest.raises(ValueError):
+        wording.side_of_zero(low, high)
+
+
+def test_a_correction_stands_beside_the_printed_value():
+    assert wording.printed_and_corrected(77.237, 77.403) == "77.2 as printed (77.4 corrected)"
+    assert (
+        wording.printed_and_corrected(72.07, 73.07, digits=2)
+        == "72.07 as printed (73.07 corrected)"
+    )
+    # Where the correction changes nothing at the shown precision, one value is shown.
+    assert wording.printed_and_corrected(76.925, 76.925) == "76.9"
+
+
+def test_ids_phrase_numbers_ids_as_the_book_does():
+    assert wording.ids_phrase([]) == "no ID"
+    assert wording.ids_phrase([2]) == "ID 02"
+    assert wording.ids_phrase([0, 2, 4]) == "IDs 00, 02 and 04"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["run `make bench-gpu`", "**bold** paragraph", "1 model(s)", "(CPU (2 cores))", "__init__"],
+)
+def test_glue_refuses_markup_the_page_would_show_as_is(text):
+    with pytest.raises(ValueError, match="plain text"):
+        wording.glue("sentence", text)
+
+
+def test_glue_hands_plain_values_to_myst_nb(monkeypatch):
+    import myst_nb
+
+    seen = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.update({name: value}))
+    wording.glue("x", np.float64(2.5))
+    wording.glue("s", "IDs 00 and 02 (both below 50)")
+    assert seen == {"x": 2.5, "s": "IDs 00 and 02 (both below 50)"}
+    assert type(seen["x"]) is float
+
+
+def test_every_planted_kind_has_a_listening_cue():
+    from aadlib import soundmodel
+
+    assert set(wording.LISTEN_FOR) == set(soundmodel.ANOMALY_KINDS)
+    assert "severity 0.90: strong" in wording.listen_for("knocks", 0.9)
+    assert "subtle" in wording.listen_for("knocks", 0.1)
+    assert "not labelled" in wording.listen_for(None)
+    with pytest.raises(KeyError, match="known"):
+        wording.listen_for("squeal")
+
+
+def test_every_learning_status_has_its_phrase():
+    from aadlib import pipeline
+
+    statuses = {
+        pipeline.learning_status(pd.DataFrame({"val_loss": losses}))
+        for losses in ([1.0], [1.0, 0.5, 0.2], [1.0, 1.0, 1.0])
+    }
+    assert statuses == set(wording.LEARNING)
+    assert wording.learning_phrase("improving").startswith("still improving")
+    with pytest.raises(KeyError, match="known"):
+        wording.learning_phrase("converged")
+
+
+# Verdicts of comparisons with a model that stopped while improving
+
+
+def test_a_comparison_with_an_unfinished_model_is_undecided_whatever_its_interval():
+    assert wording.undecided_reason([]) == ""
+    assert (
+        wording.undecided_reason(["CNN AE"]) == "undecided: the CNN AE stopped before its plateau"
+    )
+    both = wording.undecided_reason(["CNN AE", "Dense AE"])
+    assert both == "undecided: the CNN AE and the Dense AE stopped before their plateau"
+    # A clear interval does not override an unfinished training.
+    assert wording.claim_verdict(5.0, 9.0, undecided=["CNN AE"]).startswith("is undecided")
+    assert wording.claim_verdict(5.0, 9.0) == "holds beyond the noise"
+    assert wording.relation_to(-9.0, -5.0, "the baseline", undecided=["CNN AE"]).startswith(
+        "undecided"
+    )
+    assert wording.relation_to(-9.0, -5.0, "the baseline") == "below the baseline beyond the noise"
+
+
+def test_runs_status_says_how_many_runs_had_not_finished():
+    assert wording.runs_status(["plateau"]) == "plateau"
+    assert wording.runs_status(["improving"]) == "improving"
+    assert wording.runs_status(["plateau"] * 3) == "plateau"
+    assert wording.runs_status(["plateau", "improving", "improving"]) == "improving (2 of 3 runs)"
+    assert wording.runs_status(["too short", "plateau"]) == "too short (1 of 2 runs)"
+
+
+def test_by_type_sentence_counts_decided_types_and_names_the_undecided_ones():
+    titles = {"cnn": "CNN AE"}
+    text = wording.by_type_sentence(
+        "Dense AE", "the baseline", [1, -5, -1, 2], [3, -1, 1, 4], ["", "", "", ""], titles
+    )
+    assert text == (
+        "the Dense AE is above the baseline beyond the noise on 2 types, "
+        "below it on 1 type and within the noise on 1 type"
+    )
+    text = wording.by_type_sentence(
+        "CNN AE", "the baseline", [1, -5, -1], [3, -1, 1], ["cnn", "cnn", ""], titles
+    )
+    assert text == (
+        "the CNN AE is above the baseline beyond the noise on no type, below it on no type and "
+        "within the noise on 1 type; undecided where a model stopped before its plateau "
+        "(the CNN AE on 2 types)"
+    )
+    none = wording.by_type_sentence("CNN AE", "the baseline", [1], [3], ["cnn"], titles)
+    assert none.startswith("no type decides between the CNN AE and the baseline")
+    assert "(s)" not in text and "(s)" not in none
+
+
+# What the ID classifiers learned, and ranks
+
+
+def _identity_row(machine_type, finding, normal=0.8, anomalous=0.5):
+    return {
+        "machine_type": machine_type,
+        "finding": finding,
+        "chance": 0.25,
+        "normal": normal,
+        "anomalous": anomalous,
+        "train_accuracy": 0.97,
+        "val_accuracy": 0.31,
+    }
+
+
+def test_identity_sentence_names_each_finding_with_its_types_and_figures():
+    text = wording.identity_sentence(
+        [
+            _identity_row("fan", "identity blurred"),
+            _identity_row("pump", "identity blurred", 0.7, 0.4),
+            _identity_row("valve", "identity kept", 0.81, 0.79),
+            _identity_row("ToyConveyor", "not told apart", 0.3, 0.3),
+        ]
+    )
+    assert "On fan (80 % against 50 %) and pump (70 % against 40 %)" in text
+    assert "valve (81 % of the normal clips, 79 % of the anomalous ones)" in text
+    assert "ToyConveyor (30 % of the normal clips against a chance of 25 %" in text
+    assert "97 % of its training patches and 31 % of its validation patches" in text
+    only = wording.identity_sentence([_identity_row("fan", "identity blurred")])
+    assert "not learned" not in only and "keep their identity" not in only
+    assert not wording.MARKUP.search(text)
+
+
+def test_ordinals_and_rank_phrases():
+    assert [wording.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "101st",
+        "111th",
+    ]
+    assert wording.rank_phrase({"a": 2, "b": 7}, 7) == "a ranked 2nd of 7 and b 7th"
+    assert wording.rank_phrase({"its score": 1}, 5) == "its score ranked 1st of 5"
+    with pytest.raises(ValueError):
+        wording.rank_phrase({}, 3)
