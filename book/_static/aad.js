@@ -11,7 +11,8 @@
  *    aad-wrap).
  * 3. A table of the text wider than the column lets its inline code break anywhere (class
  *    aad-tight); a table in an output (a DataFrame) slightly too wide gets smaller type in
- *    the same way. */
+ *    the same way, after its column headers may break after an underscore ("auc_diff_low"
+ *    reads "auc_diff_" over "low", never "pauc" over "c"). */
 (function () {
   "use strict";
 
@@ -101,6 +102,20 @@
     }
   }
 
+  // A column header of an output table may break after an underscore (a zero-width
+  // space there), and nowhere else inside a word.
+  function breakHeadersAtUnderscores() {
+    var cells = document.querySelectorAll("div.cell_output .output.text_html table th");
+    for (var i = 0; i < cells.length; i++) {
+      var cell = cells[i];
+      if (cell.getAttribute("data-aad-breaks") || cell.children.length) {
+        continue;
+      }
+      cell.textContent = cell.textContent.replace(/_/g, "_\u200b");
+      cell.setAttribute("data-aad-breaks", "1");
+    }
+  }
+
   // DataFrames and other HTML tables in outputs: smaller type, down to MIN_FONT_PX.
   function fitOutputTables() {
     var boxes = document.querySelectorAll("div.cell_output .output.text_html");
@@ -129,6 +144,7 @@
   }
 
   function fitAll() {
+    breakHeadersAtUnderscores();
     fitWideText();
     fitWideTables();
     fitOutputTables();
