@@ -1,6 +1,7 @@
 # Two commands do everything: `make book` builds the book, `make test` runs every test.
 # Both create a virtual environment in .venv and install aadlib with its extras first.
 # `make test-fast` runs the unit tests alone (a few minutes), for a contributor's loop.
+# The course kit, after `make book`: `make slides`, `make pdf`, `make student` (see README).
 
 PYTHON ?= python3
 VENV := .venv
@@ -18,7 +19,10 @@ TEST_WORKERS ?= 2
 # Each profile's book, and its execution cache (which keys on the notebooks alone), apart.
 BOOK_OUT := $(if $(filter quick,$(PROFILE)),.,_build/$(PROFILE))
 
-.PHONY: book test test-fast demo bench bench-gpu lint clean
+.PHONY: book test test-fast demo bench bench-gpu lint clean slides pdf student retarget system-deps
+# reveal.js and the scripts its decks load, from npm, pinned (make slides installs them here).
+NODE_DIR := _build/node
+NODE_PACKAGES := reveal.js@4.6.1 requirejs@2.3.7 jquery@3.7.1
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,9 +57,39 @@ bench: $(STAMP)
 bench-gpu: $(STAMP)
 	$(BIN)/python benchmarks/bench_gpu.py
 
+## The course kit (README, "Teaching with this book"). Each reads the built book of $(PROFILE).
+## Slides: a reveal.js deck per chapter from the executed chapters, offline ($(BOOK_OUT)/_build/slides).
+slides: $(STAMP) $(NODE_DIR)/.installed
+	$(BIN)/python tools/slides.py --cache $(BOOK_OUT)/_build/.jupyter_cache \
+		--out $(BOOK_OUT)/_build/slides --node-modules $(NODE_DIR)/node_modules
+
+$(NODE_DIR)/.installed:
+	@command -v npm >/dev/null || { echo "make slides needs npm: sudo apt-get install npm (or make system-deps)"; exit 2; }
+	npm install --no-save --no-audit --no-fund --prefix $(NODE_DIR) $(NODE_PACKAGES)
+	touch $@
+
+## The whole book as one PDF, printed by headless Chromium ($(BOOK_OUT)/_build/pdf/book.pdf).
+pdf: $(STAMP)
+	$(BIN)/python tools/pdf.py --html $(BOOK_OUT)/_build/html --out $(BOOK_OUT)/_build/pdf/book.pdf
+
+## The student edition: the chapters without solutions (_build/student/).
+student: $(STAMP)
+	$(BIN)/python tools/student.py --out _build/student
+
+## Point every Colab badge, launch button and setup cell at your fork: make retarget REPO=https://github.com/you/your-fork
+retarget: $(STAMP)
+	@test -n "$(REPO)" || { echo "usage: make retarget REPO=https://github.com/OWNER/NAME"; exit 2; }
+	$(BIN)/python tools/repository.py retarget "$(REPO)"
+
+## What make slides and make pdf need besides Python (Debian or Ubuntu, as root): Chromium, npm, poppler.
+system-deps:
+	apt-get install -y chromium npm poppler-utils
+
 lint: $(STAMP)
-	$(BIN)/ruff check aadlib tests benchmarks notebooks
+	$(BIN)/ruff check aadlib tests benchmarks notebooks tools
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
+	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/python tools/repository.py show
 
 clean:
 	rm -rf _build .aadlib .pytest_cache
