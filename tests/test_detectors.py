@@ -14,7 +14,7 @@ from scipy.spatial.distance import mahalanobis
 from scipy.stats import rankdata
 from sklearn.covariance import ledoit_wolf
 
-from aadlib import detectors, pipeline, profiles, reference, tables, training
+from aadlib import data, detectors, pipeline, profiles, reference, tables, training
 from aadlib.batches import WindowBatches
 from aadlib.features import LogMelSet, stack_frames
 
@@ -563,9 +563,15 @@ def test_run_detector_gives_scores_tables_can_read(tiny):
     assert (timings.fit_seconds > 0).all() and (timings.score_seconds > 0).all()
     assert (tiny.results / "id-classifier" / "valve" / "model.keras").is_file()
     accuracy = pipeline.id_accuracy_table(tiny, runs[2].fitted)
-    assert list(accuracy.columns) == ["chance", "normal clips", "anomalous clips"]
+    assert list(accuracy.columns) == [
+        "chance", "normal clips", "anomalous clips", "normal n", "anomalous n"
+    ]
     assert accuracy.loc["valve", "chance"] == 1 / 4
-    assert accuracy.iloc[:, 1:].apply(lambda c: c.between(0, 1)).all(axis=None)
+    shares = accuracy[["normal clips", "anomalous clips"]]
+    assert shares.apply(lambda c: c.between(0, 1)).all(axis=None)
+    test_clips = data.list_clips(tiny.data_root, "valve", "test")
+    assert accuracy.loc["valve", "normal n"] == (test_clips.label == "normal").sum()
+    assert accuracy.loc["valve", "anomalous n"] == (test_clips.label != "normal").sum()
     fits = detectors.gaussian_table(runs[0].fitted)
     assert len(fits) == 4 and (fits.training_clips == 6).all()
     again = pipeline.run_detector(tiny, "id-classifier", ["valve"])

