@@ -397,6 +397,11 @@ def rate_interval(count, total, level: float = 0.95) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
+def _rate_interval_or_nan(count, total) -> tuple[float, float]:
+    """:func:`rate_interval`, or NaN twice when there are no clips to measure the rate on."""
+    return rate_interval(count, total) if total else (np.nan, np.nan)
+
+
 # --------------------------------------------------------------------------------------
 # Operation: alarms per day, costs
 # --------------------------------------------------------------------------------------
@@ -440,6 +445,13 @@ def precision_at_prevalence(tpr, fpr, prevalence):
         return true_alarms / (true_alarms + false_alarms)
 
 
+def _check_costs(cost_false_alarm: float, cost_miss: float, prior: float) -> None:
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"prior must be between 0 and 1 (exclusive), not {prior}")
+    if cost_false_alarm < 0 or cost_miss < 0:
+        raise ValueError("costs must not be negative")
+
+
 def expected_cost(fpr, tpr, *, cost_false_alarm: float, cost_miss: float, prior: float):
     """Expected cost per check at a threshold of false-positive rate ``fpr`` and TPR ``tpr``.
 
@@ -447,10 +459,7 @@ def expected_cost(fpr, tpr, *, cost_false_alarm: float, cost_miss: float, prior:
     a healthy machine (a share ``1 - prior`` of the checks) costs a false alarm when
     flagged, a faulty one (a share ``prior``) costs a miss when passed. Works on arrays.
     """
-    if not 0.0 < prior < 1.0:
-        raise ValueError(f"prior must be between 0 and 1 (exclusive), not {prior}")
-    if cost_false_alarm < 0 or cost_miss < 0:
-        raise ValueError("costs must not be negative")
+    _check_costs(cost_false_alarm, cost_miss, prior)
     fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
     return cost_false_alarm * (1 - prior) * fpr + cost_miss * prior * (1 - tpr)
 
@@ -492,10 +501,7 @@ def cost_curve(
         that still flags it) and one that flags nothing; with ``"empirical"``, one
         below every score and one between each pair of neighbouring scores.
     """
-    if not 0.0 < prior < 1.0:
-        raise ValueError(f"prior must be between 0 and 1 (exclusive), not {prior}")
-    if cost_false_alarm < 0 or cost_miss < 0:
-        raise ValueError("costs must not be negative")
+    _check_costs(cost_false_alarm, cost_miss, prior)
     if fpr_model not in ("gamma", "empirical"):
         raise ValueError(f"fpr_model must be 'gamma' or 'empirical', not {fpr_model!r}")
     normal = np.sort(_scores(normal_scores))
@@ -558,10 +564,9 @@ def cost_slope(cost_false_alarm: float, cost_miss: float, prior: float) -> float
     threshold down, towards flagging every clip wherever the lowest anomalous scores
     sit among the normal ones; a slope far above 1 pushes it up, towards flagging none.
     """
-    if not 0.0 < prior < 1.0:
-        raise ValueError(f"prior must be between 0 and 1 (exclusive), not {prior}")
-    if cost_false_alarm < 0 or cost_miss <= 0:
-        raise ValueError("the cost of a false alarm must not be negative, that of a miss positive")
+    _check_costs(cost_false_alarm, cost_miss, prior)
+    if cost_miss == 0:
+        raise ValueError("the cost of a miss must be positive for the slope to exist")
     return cost_false_alarm * (1 - prior) / (cost_miss * prior)
 
 
@@ -829,7 +834,7 @@ def _id_decisions(clips: pd.DataFrame, value: float, oracle: bool) -> dict:
     if np.isfinite(value):
         counts = confusion(y, clips["score"], value).as_dict()
         del counts["threshold"]
-        low, high = rate_interval(counts["fp"], row["n_normal"]) if row["n_normal"] else (None,) * 2
+        low, high = _rate_interval_or_nan(counts["fp"], row["n_normal"])
         counts.update(fpr_low=low, fpr_high=high)
     else:
         names = ("tp", "fp", "tn", "fn", "tpr", "fpr", "fpr_low", "fpr_high", "precision", "f1")
@@ -857,7 +862,7 @@ def reference_table(scores: pd.DataFrame) -> pd.DataFrame:
         y = _anomalous(clips["label"])
         lines = reference_lines(y, clips["score"])
         lines["fpr_low"], lines["fpr_high"] = zip(
-            *(rate_interval(fp, (~y).sum()) if (~y).any() else (np.nan, np.nan) for fp in lines.fp)
+            *(_rate_interval_or_nan(fp, (~y).sum()) for fp in lines.fp)
         )
         for key, value in zip(keys, group_key):
             lines[key] = value

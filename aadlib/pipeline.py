@@ -16,6 +16,7 @@ Folders under the profile's results folder (:attr:`aadlib.profiles.Profile.resul
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import multiprocessing
@@ -424,7 +425,7 @@ def run_experiment(
     kinds and types that this run did not touch are kept there. Chapter 5.
 
     ``parallel`` models train at once, each in a process of its own (default: the
-    profile's :attr:`aadlib.profiles.Acceleration.parallel_models`, 1 on a CPU). Each
+    profile's :attr:`aadlib.profiles.Acceleration.parallel_models`, 2 on a CPU). Each
     model trains, checkpoints and resumes as it does alone, with the same seed, so the
     scores are those of a sequential run; only the order of the printed lines differs.
     The processes are spawned: a script that calls this with ``parallel`` above 1 keeps
@@ -656,6 +657,7 @@ def profile_departures(names=None) -> pd.DataFrame:
         put(f"{kind}: frames between training windows", "paper", spec.hop)
         put(f"{kind}: frames between scored windows", "paper", spec.hop)
         put(f"{kind}: z-normalised input", "paper", "yes" if spec.normalise else "no")
+        put(f"{kind}: training runs (seeds)", "paper", 1)
     for name in names:
         profile = PROFILES[name]
         data_kind = {"real": "real (development set)", "folder": "your own (DCASE layout)"}.get(
@@ -674,6 +676,7 @@ def profile_departures(names=None) -> pd.DataFrame:
             put(f"{kind}: frames between training windows", name, settings.train_hop)
             put(f"{kind}: frames between scored windows", name, settings.score_hop)
             put(f"{kind}: z-normalised input", name, "yes" if settings.normalise else "no")
+            put(f"{kind}: training runs (seeds)", name, settings.seeds)
         for (kind, machine_type), settings in profile.overrides.items():
             put(
                 f"{kind} on {machine_type} (chapter 4's type)",
@@ -963,17 +966,32 @@ def seed_scores(
     :func:`aadlib.tables.per_id_table` and :func:`aadlib.tables.compare_models` average
     over and resample.
     """
-    parts = []
-    for kind in kinds:
-        for machine_type in data.check_machine_types(machine_types):
-            runs = profile.model(kind, machine_type).seeds
-            for run_seed in range(profile.seed, profile.seed + runs):
-                run = seed_profile(profile, run_seed)
-                saved = _saved_scores(run, kind, machine_type)
-                if saved is None:
-                    trained = train_machine_type(machine_type, kind, run, verbose=verbose)
-                    saved = score_machine_type(trained, run, progress=False)
-                parts.append(saved.assign(seed=run_seed))
+    types = data.check_machine_types(machine_types)
+    runs = {
+        (kind, machine_type, run_seed)
+        for kind in kinds
+        for machine_type in types
+        for run_seed in range(profile.seed, profile.seed + profile.model(kind, machine_type).seeds)
+    }
+    missing = sorted(
+        run for run in runs if _saved_scores(seed_profile(profile, run[2]), *run[:2]) is None
+    )
+    # Each seed's missing runs train as run_experiment trains (several at once where the
+    # profile's acceleration says so), a kind at a time.
+    for (run_seed, kind), group in itertools.groupby(missing, key=lambda run: (run[2], run[0])):
+        run_experiment(
+            seed_profile(profile, run_seed),
+            [machine_type for _, machine_type, _ in group],
+            [kind],
+            verbose=verbose,
+            log=None,
+        )
+    parts = [
+        _saved_scores(seed_profile(profile, run_seed), kind, machine_type).assign(seed=run_seed)
+        for kind in kinds
+        for machine_type in types
+        for run_seed in range(profile.seed, profile.seed + profile.model(kind, machine_type).seeds)
+    ]
     return pd.concat(parts, ignore_index=True)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "per_id_table",
     "compare_models",
     "per_kind_table",
+    "seed_spread",
     "with_intervals",
     "fold_table",
     "results_table",
@@ -458,8 +459,9 @@ def per_kind_table(
 
     For every machine ID, its normal test clips against its anomalous clips of one kind
     (``planted``: :func:`aadlib.synth.anomaly_table`); the AUCs are averaged over the IDs
-    that have that kind, and the interval comes from resampling within each ID. Returns
-    ``model``, ``kind``, ``auc``, ``auc_low``, ``auc_high``, ``n_anomaly``.
+    that have that kind, and the interval comes from resampling within each ID (and, with
+    a ``seed`` column, the training runs too, as in :func:`per_id_table`). Returns
+    ``model``, ``kind``, ``auc``, ``auc_low``, ``auc_high``, ``n_anomaly`` (clips).
     """
     kinds = planted[["path", "kind"]].assign(path=lambda t: t.path.astype(str))
     tagged = scores.assign(path=scores["path"].astype(str)).merge(kinds, on="path", how="left")
@@ -473,11 +475,10 @@ def per_kind_table(
                 & (tagged.machine_type == key[0])
                 & (tagged.machine_id == key[1])
             ]
-            y = np.r_[np.zeros(len(normal)), np.ones(len(group))]
-            values = np.r_[normal["score"], group["score"]]
-            per_id.append(metrics.auc(y, values))
-            boot = metrics.bootstrap(y, values, n_boot, _id_seed(seed, model, kind, *key))
-            replicates.append(boot["auc"])
+            y, runs = _runs(pd.concat([normal, group]))
+            per_id.append(np.mean([metrics.auc(y, run) for run in runs]))
+            boot = metrics.bootstrap_runs(y, [runs], n_boot, _id_seed(seed, model, kind, *key))
+            replicates.append(boot["auc"][0])
         low, high = metrics.interval(100 * np.mean(replicates, axis=0), level)
         rows.append(
             {
@@ -486,13 +487,49 @@ def per_kind_table(
                 "auc": 100 * float(np.mean(per_id)),
                 "auc_low": low,
                 "auc_high": high,
-                "n_anomaly": len(anomalies),
+                "n_anomaly": len(anomalies.drop_duplicates(["machine_type", "machine_id", *_CLIP])),
             }
         )
     table = pd.DataFrame(rows)
     kinds_order = {k: i for i, k in enumerate(MODEL_KINDS)}
     table["_m"] = table["model"].map(lambda m: (kinds_order.get(m, len(kinds_order)), m))
     return table.sort_values(["_m", "kind"]).drop(columns="_m").reset_index(drop=True)
+
+
+def seed_spread(scores: pd.DataFrame) -> pd.DataFrame:
+    """How much the training seed moves each model's per-type average AUC (%). Chapter 5.
+
+    For every model with several training runs in ``scores`` (a ``seed`` column,
+    :func:`aadlib.pipeline.seed_scores`): one row per (model, machine type) with each
+    run's average AUC over IDs (columns ``seed 0``, ``seed 1``, ...), their ``mean``, their
+    ``spread`` (largest minus smallest) and their standard deviation ``std``. Models
+    trained once are left out; without any, the table is empty.
+    """
+    columns = ["model", "machine_type", "mean", "spread", "std"]
+    if "seed" not in scores.columns:
+        return pd.DataFrame(columns=columns)
+    runs = scores.groupby("model")["seed"].nunique()
+    repeated = scores[scores["model"].map(runs) > 1]
+    if repeated.empty:
+        return pd.DataFrame(columns=columns)
+    averages = pd.concat(
+        [
+            per_id_table(run.drop(columns="seed")).assign(seed=run_seed)
+            for run_seed, run in repeated.groupby("seed")
+        ]
+    )
+    averages = averages[averages["machine_id"] == "average"]
+    wide = averages.pivot_table(index=["model", "machine_type"], columns="seed", values="auc")
+    per_run = wide.to_numpy()
+    wide.columns = [f"seed {s}" for s in wide.columns]
+    wide = wide.assign(
+        mean=per_run.mean(axis=1),
+        spread=per_run.max(axis=1) - per_run.min(axis=1),
+        std=per_run.std(axis=1, ddof=1),
+    ).reset_index()
+    return _ordered(wide.assign(machine_id="average"), ["model", "machine_id"]).drop(
+        columns="machine_id"
+    )
 
 
 def with_intervals(table: pd.DataFrame, metric: str = "auc", digits: int = 1) -> pd.Series:

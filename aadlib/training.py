@@ -579,12 +579,14 @@ def learning_status(history: pd.DataFrame, window: int = 3, tolerance: float = 0
     loss of the last ``window`` epochs is lower, by ``tolerance`` (relative) or more, than
     the best before them (the epochs up to the window's first one included);
     ``"plateau"`` otherwise; ``"too short"`` when the run has fewer than ``window`` epochs
-    to judge from. On a loss that falls every epoch this is the fall over the last
-    ``window`` epochs; on a noisy loss, a dip that does not beat the best so far is no
-    improvement.
+    to judge from, or when no later epoch beat its first (a loss that jumped up after the
+    first epoch and was still coming back down has reached no level yet). On a loss that
+    falls every epoch this is the fall over the last ``window`` epochs; on a noisy loss, a
+    dip that does not beat the best so far is no improvement.
     """
     gain = recent_gain(history, window)
-    if gain is None:
+    loss = history["val_loss"] if "val_loss" in history else history["loss"]
+    if gain is None or loss.iloc[1:].min() > loss.iloc[0]:
         return "too short"
     return "improving" if gain >= tolerance else "plateau"
 

@@ -29,6 +29,7 @@ __all__ = [
     "relation_to",
     "claim_verdict",
     "runs_status",
+    "noise_covered",
     "by_type_sentence",
     "printed_and_corrected",
     "ids_phrase",
@@ -279,6 +280,41 @@ def runs_status(statuses: Iterable[str]) -> str:
         return "plateau"
     worst = "improving" if "improving" in left else left[0]
     return worst if len(statuses) == 1 else f"{worst} ({len(left)} of {len(statuses)} runs)"
+
+
+def noise_covered(runs: dict[str, int]) -> str:
+    """Which noise a table's intervals cover, given each model's training runs. Chapter 5.
+
+    ``runs`` maps model titles to their number of training runs (seeds). Models trained
+    several times have their runs resampled with the test clips (the interval covers both);
+    a model trained once has an interval over the test clips only.
+    """
+    if not runs:
+        raise ValueError("no models to describe")
+    repeated = {title: n for title, n in runs.items() if n > 1}
+    once = [title for title, n in runs.items() if n <= 1]
+    if not repeated:
+        trained = "the model was" if len(once) == 1 else "each model was"
+        return (
+            f"it resamples the test clips; {trained} trained once, so the spread between "
+            "training runs is not in it."
+        )
+    counts = sorted(set(repeated.values()))
+    times = (
+        f"{plural(counts[0], 'time')}{' each' if len(repeated) > 1 else ''}"
+        if len(counts) == 1
+        else "several times (" + join(f"{t} {n}" for t, n in repeated.items()) + ")"
+    )
+    models = join(f"the {title}" for title in repeated)
+    text = (
+        f"for {models}, trained {times} with different seeds, the resamples draw "
+        "the training runs along with the test clips, so the interval covers both the choice "
+        "of test clips and the seed"
+    )
+    if once:
+        text += f"; for {join(f'the {title}' for title in once)}, trained once, it covers "
+        text += "the test clips only"
+    return text + "."
 
 
 def by_type_sentence(

@@ -363,7 +363,7 @@ def test_pdf_wraps_long_code_lines_inside_the_page(tmp_path):
     shutil.copy(ROOT / "book/_static/aad-kit.css", html / "_static" / "aad-kit.css")
     words = [f"word{i:03d}" for i in range(60)]  # about 480 characters on one line
     (html / "book" / "intro.html").write_text(
-        '<html><head><title>Intro — Book</title>'
+        "<html><head><title>Intro — Book</title>"
         '<link rel="stylesheet" href="../_static/aad-kit.css"></head><body>'
         f'<div class="highlight"><pre>x = [{", ".join(words)}]</pre></div></body></html>'
     )

@@ -501,7 +501,6 @@ def test_decisions_do_not_load_tensorflow():
 # ------------------------------------------------------------------ held-out scores
 
 
-
 @pytest.mark.slow
 def test_training_clips_are_marked_as_the_training_run_split_them(tiny):
     from aadlib import pipeline, training

@@ -429,6 +429,10 @@ def test_learning_status_is_the_fall_of_the_best_loss_over_the_last_epochs():
         training.learning_status(pd.DataFrame({"val_loss": [0.5, 0.9, 0.8, 0.45]})) == "improving"
     )
     assert training.learning_status(pd.DataFrame({"loss": [1.0, 0.5]})) == "too short"
+    # Never beat its first epoch: a jump after it, still on its way back (a real Dense AE
+    # run with a noisy validation loss, stopped by a patience of 3).
+    jumped = pd.DataFrame({"val_loss": [0.768, 4.10, 1.61, 0.804]})
+    assert training.learning_status(jumped) == "too short"
     assert pipeline.learning_status is training.learning_status
 
 
@@ -550,7 +554,6 @@ def test_settings_for_unknown_profiles_are_the_full_ones():
 # --------------------------------------------------------------------------------------
 
 
-
 @pytest.mark.slow
 def test_run_detector_gives_scores_tables_can_read(tiny):
     runs = [pipeline.run_detector(tiny, f, ["valve"]) for f in detectors.DETECTOR_FAMILIES]
@@ -564,7 +567,11 @@ def test_run_detector_gives_scores_tables_can_read(tiny):
     assert (tiny.results / "id-classifier" / "valve" / "model.keras").is_file()
     accuracy = pipeline.id_accuracy_table(tiny, runs[2].fitted)
     assert list(accuracy.columns) == [
-        "chance", "normal clips", "anomalous clips", "normal n", "anomalous n"
+        "chance",
+        "normal clips",
+        "anomalous clips",
+        "normal n",
+        "anomalous n",
     ]
     assert accuracy.loc["valve", "chance"] == 1 / 4
     shares = accuracy[["normal clips", "anomalous clips"]]

@@ -84,6 +84,28 @@ def test_per_id_table_averages_the_seeds_and_counts_them():
     assert (table.auc_low <= table.auc).all() and (table.auc <= table.auc_high).all()
 
 
+def test_per_kind_table_averages_the_seeds():
+    scores = _seeded_scores({"dense": [0.5, 1.0, 1.5]})
+    scores["path"] = [f"{r.machine_id}/{r.label}_{r.index}.wav" for r in scores.itertuples()]
+    anomalies = scores[(scores.label == "anomaly") & (scores.seed == 0)]
+    planted = pd.DataFrame(
+        {"path": anomalies.path, "kind": np.where(anomalies["index"] % 2, "knocks", "extra_tone")}
+    )
+    table = tables.per_kind_table(scores, planted, n_boot=200).set_index("kind")
+    for kind, rows in planted.groupby("kind"):
+        chosen = scores[(scores.label == "normal") | scores.path.isin(rows.path)]
+        expected = np.mean(
+            [
+                100 * roc_auc_score(run["label"] == "anomaly", run["score"])
+                for _, one_id in chosen.groupby("machine_id")
+                for _, run in [(None, one_id[one_id.seed == s]) for s in range(3)]
+            ]
+        )
+        assert table.loc[kind, "auc"] == pytest.approx(expected)
+        assert table.loc[kind, "n_anomaly"] == len(rows)  # clips, not clips x seeds
+        assert table.loc[kind, "auc_low"] <= table.loc[kind, "auc"] <= table.loc[kind, "auc_high"]
+
+
 def test_seeds_must_score_the_same_clips():
     scores = _seeded_scores({"dense": [0.5, 1.0]})
     gap = scores[~((scores.seed == 1) & (scores["index"] == 3))]
@@ -161,3 +183,33 @@ def test_seed_scores_train_each_seed_once_into_its_own_folder(tmp_path):
     }
     # How many seeds a chapter averages is not part of one run's identity.
     assert "seeds" not in records[0]["record"]["model"]
+
+
+def test_seed_spread_gives_each_runs_average_and_their_spread():
+    scores = pd.concat(
+        [
+            _seeded_scores({"dense": [0.2, 1.0, 2.0], "cnn": [1.0]}),
+            _seeded_scores({"dense": [1.0, 1.0, 1.0]}, machine_type="pump", seed=1),
+        ]
+    )
+    spread = tables.seed_spread(scores)
+    assert list(spread.model) == ["dense", "dense"]  # the CNN AE was trained once
+    assert list(spread.machine_type) == ["fan", "pump"]
+    for row in spread.itertuples():
+        these = scores[(scores.model == "dense") & (scores.machine_type == row.machine_type)]
+        per_run = [
+            np.mean(
+                [
+                    100 * roc_auc_score(one_id["label"] == "anomaly", one_id["score"])
+                    for _, one_id in run.groupby("machine_id")
+                ]
+            )
+            for _, run in these.groupby("seed")
+        ]
+        assert [row[3], row[4], row[5]] == pytest.approx(per_run)
+        assert row.spread == pytest.approx(max(per_run) - min(per_run))
+        assert row.std == pytest.approx(np.std(per_run, ddof=1))
+    fan, pump = spread.spread
+    assert fan > pump  # the fan runs' gaps differ widely, the pump runs' barely
+    assert tables.seed_spread(scores[scores.model == "cnn"]).empty
+    assert tables.seed_spread(scores.drop(columns="seed")).empty

@@ -33,8 +33,8 @@ CURRENT = Acceleration(steps_per_execution=1, jit_compile=False)
 
 
 def test_auto_settings_are_decided_by_the_device():
-    cpu = Acceleration().on(gpu=False)
-    assert (cpu.steps_per_execution, cpu.jit_compile, cpu.parallel_models) == (16, False, 1)
+    cpu = Acceleration().on(gpu=False, cores=2)
+    assert (cpu.steps_per_execution, cpu.jit_compile, cpu.parallel_models) == (16, False, 2)
     assert cpu.score_batch is None and cpu.precision == "float32"
     assert not cpu.prefetch_to_device
     gpu = Acceleration().on(gpu=True, cores=16)

@@ -268,3 +268,23 @@ def test_ordinals_and_rank_phrases():
     assert wording.rank_phrase({"its score": 1}, 5) == "its score ranked 1st of 5"
     with pytest.raises(ValueError):
         wording.rank_phrase({}, 3)
+
+
+def test_noise_covered_names_the_noise_of_each_models_interval():
+    assert wording.noise_covered({"baseline": 3, "Dense AE": 3, "CNN AE": 1}) == (
+        "for the baseline and the Dense AE, trained 3 times each with different seeds, the "
+        "resamples draw the training runs along with the test clips, so the interval covers "
+        "both the choice of test clips and the seed; for the CNN AE, trained once, it covers "
+        "the test clips only."
+    )
+    assert wording.noise_covered({"Dense AE": 2}).startswith(
+        "for the Dense AE, trained 2 times with different seeds,"
+    )
+    assert "(baseline 3 and Dense AE 5)" in wording.noise_covered({"baseline": 3, "Dense AE": 5})
+    assert wording.noise_covered({"baseline": 1, "CNN AE": 1}) == (
+        "it resamples the test clips; each model was trained once, so the spread between "
+        "training runs is not in it."
+    )
+    assert "the model was trained once" in wording.noise_covered({"CNN AE": 1})
+    with pytest.raises(ValueError):
+        wording.noise_covered({})
