@@ -28,6 +28,7 @@ from .paper import SAMPLE_RATE
 
 __all__ = [
     "MACHINE_TYPES",
+    "type_order",
     "DEV_IDS",
     "CLIP_SECONDS",
     "AudioError",
@@ -48,6 +49,16 @@ __all__ = [
 
 #: The six machine types of DCASE 2020 Task 2, in the paper's order.
 MACHINE_TYPES: tuple[str, ...] = ("ToyCar", "ToyConveyor", "fan", "pump", "slider", "valve")
+
+
+def type_order(types) -> list[str]:
+    """The distinct machine types of ``types`` in the paper's order, others (a user's own
+    machines) after, in the order they come."""
+    present = list(dict.fromkeys(types))
+    return [t for t in MACHINE_TYPES if t in present] + [
+        t for t in present if t not in MACHINE_TYPES
+    ]
+
 
 #: Machine IDs of the development set, per type (the IDs of the paper's Table 2).
 DEV_IDS: dict[str, tuple[int, ...]] = {

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import MACHINE_TYPES
-from .paper import MODEL_KINDS
+from .data import type_order
+from .paper import model_order
 
 __all__ = [
     "QUANTILE",
@@ -619,11 +619,10 @@ def _keys(table: pd.DataFrame) -> list[str]:
 
 def _sorted(table: pd.DataFrame) -> pd.DataFrame:
     """Rows by model (the paper's order), machine type (the data set's order), ID."""
-    kinds = {k: i for i, k in enumerate(MODEL_KINDS)}
-    types = {t: i for i, t in enumerate(MACHINE_TYPES)}
-    helpers = {"_type": table["machine_type"].map(lambda t: (types.get(t, len(types)), t))}
+    types = {t: i for i, t in enumerate(type_order(table["machine_type"]))}
+    helpers = {"_type": table["machine_type"].map(types)}
     if "model" in table.columns:
-        helpers["_model"] = table["model"].map(lambda m: (kinds.get(m, len(kinds)), m))
+        helpers["_model"] = table["model"].map(model_order)
     order = [c for c in ("_model", "_type") if c in helpers] + ["machine_id"]
     return (
         table.assign(**helpers)

@@ -58,7 +58,7 @@ from threadpoolctl import threadpool_limits
 from . import _fastio, paper, reference, wording
 from ._storage import write_atomic, write_csv, write_text
 from .batches import WindowBatches
-from .data import MACHINE_TYPES, read_resource_csv
+from .data import read_resource_csv, type_order
 from .features import LogMelSet, Scaler, stack_frames
 from .profiles import Profile, set_seed
 from .training import ModelFileError, learning_status, load_history, load_model, save_model
@@ -988,13 +988,6 @@ def ensemble_gains(per_id: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _type_columns(types) -> list[str]:
-    present = list(dict.fromkeys(types))
-    return [t for t in MACHINE_TYPES if t in present] + [
-        t for t in present if t not in MACHINE_TYPES
-    ]
-
-
 def summary_table(per_id: pd.DataFrame, metric: str = "auc", models=None) -> pd.DataFrame:
     """Per-type averages with their 95 % intervals as text, one row per detector. Chapters 7, 9.
 
@@ -1004,7 +997,7 @@ def summary_table(per_id: pd.DataFrame, metric: str = "auc", models=None) -> pd.
     """
     averages = per_id[per_id["machine_id"] == "average"]
     models = list(models) if models is not None else list(dict.fromkeys(averages["model"]))
-    columns = _type_columns(averages["machine_type"])
+    columns = type_order(averages["machine_type"])
     table = pd.DataFrame(index=pd.Index(models, name="detector"), columns=[*columns, "mean"])
     for row in averages.itertuples():
         if row.model in table.index:
@@ -1036,7 +1029,7 @@ def difference_table(comparisons: dict, metric: str = "auc") -> pd.DataFrame:
             cells[row.machine_type] = f"{value:+.1f} [{low:+.1f}, {high:+.1f}]{mark}"
         rows[name] = cells
     table = pd.DataFrame.from_dict(rows, orient="index")
-    return table[_type_columns(table.columns)].rename_axis("detector")
+    return table[type_order(table.columns)].rename_axis("detector")
 
 
 #: The machine type of the row :func:`aadlib.tables.compare_models` adds over all types.

@@ -25,6 +25,7 @@ __all__ = [
     "ModelSpec",
     "MODELS",
     "MODEL_KINDS",
+    "model_order",
     "model_spec",
 ]
 
@@ -150,6 +151,12 @@ MODELS: dict[str, ModelSpec] = {
 
 #: Names of the model kinds, in Table 2's order.
 MODEL_KINDS: tuple[str, ...] = tuple(MODELS)
+
+
+def model_order(name: str) -> tuple[int, str]:
+    """Sort key of models and detectors in every table: Table 2's kinds first, in its
+    order, then the other detectors by name."""
+    return (MODEL_KINDS.index(name), "") if name in MODEL_KINDS else (len(MODEL_KINDS), name)
 
 
 def model_spec(kind: str) -> ModelSpec:

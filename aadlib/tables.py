@@ -20,8 +20,8 @@ import pandas as pd
 
 from . import metrics, plots, reference
 from ._storage import write_atomic, write_csv
-from .data import MACHINE_TYPES
-from .paper import MODEL_KINDS
+from .data import MACHINE_TYPES, type_order
+from .paper import MODEL_KINDS, model_order
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -99,19 +99,11 @@ def check_summary(scores: pd.DataFrame, folder: str | Path, source: str | Path) 
     return scores
 
 
-def _type_order(types) -> list[str]:
-    present = list(dict.fromkeys(types))
-    return [t for t in MACHINE_TYPES if t in present] + [
-        t for t in present if t not in MACHINE_TYPES
-    ]
-
-
 def _ordered(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Rows by model, then machine type in the paper's order, IDs numerically, average last."""
-    order = {t: i for i, t in enumerate(_type_order(table["machine_type"]))}
+    order = {t: i for i, t in enumerate(type_order(table["machine_type"]))}
     if "model" in table.columns:  # Table 2's column order, other detectors after
-        kinds = {k: i for i, k in enumerate(MODEL_KINDS)}
-        table = table.assign(_model=table["model"].map(lambda m: (kinds.get(m, len(kinds)), m)))
+        table = table.assign(_model=table["model"].map(model_order))
         keys = ["_model" if k == "model" else k for k in keys]
     table = table.assign(
         _type=table["machine_type"].map(order),
@@ -405,8 +397,8 @@ def table2_layout(per_id: pd.DataFrame) -> pd.DataFrame:
         index=["machine_type", "machine_id"], columns="model", values=["auc", "pauc"], sort=False
     )
     present = list(dict.fromkeys(per_id["model"]))
-    kinds = {k: i for i, k in enumerate(MODEL_KINDS)}  # Table 2's order, other detectors after
-    models = sorted(present, key=lambda m: (kinds.get(m, len(kinds)), present.index(m)))
+    # Table 2's order, other detectors after in the order they come
+    models = sorted(present, key=lambda m: (model_order(m)[0], present.index(m)))
     wide = wide.swaplevel(0, 1, axis=1)
     wide = wide.reindex(columns=pd.MultiIndex.from_product([models, ["auc", "pauc"]]))
     wide = wide.rename(columns={"auc": "AUC", "pauc": "pAUC"}, level=1)
@@ -491,8 +483,7 @@ def per_kind_table(
             }
         )
     table = pd.DataFrame(rows)
-    kinds_order = {k: i for i, k in enumerate(MODEL_KINDS)}
-    table["_m"] = table["model"].map(lambda m: (kinds_order.get(m, len(kinds_order)), m))
+    table["_m"] = table["model"].map(model_order)
     return table.sort_values(["_m", "kind"]).drop(columns="_m").reset_index(drop=True)
 
 

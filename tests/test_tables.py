@@ -268,3 +268,22 @@ def test_with_intervals_formats_value_and_bounds():
         {"auc": [78.34, 50.0], "auc_low": [74.06, 41.25], "auc_high": [82.0, 59.99]}
     )
     assert list(with_intervals(frame)) == ["78.3 [74.1, 82.0]", "50.0 [41.2, 60.0]"]
+
+
+def test_one_order_for_models_and_machine_types():
+    from aadlib import data, paper
+
+    detectors = ["mahalanobis", "cnn", "baseline", "gmm", "dense"]
+    assert sorted(detectors, key=paper.model_order) == [
+        "baseline",
+        "dense",
+        "cnn",
+        "gmm",
+        "mahalanobis",
+    ]
+    assert data.type_order(["valve", "my_press", "fan", "valve", "ToyCar"]) == [
+        "ToyCar",
+        "fan",
+        "valve",
+        "my_press",
+    ]
