@@ -20,6 +20,8 @@ import itertools
 import json
 import logging
 import multiprocessing
+import re
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -428,19 +430,31 @@ def run_experiment(
     profile's :attr:`aadlib.profiles.Acceleration.parallel_models`, 2 on a CPU). Each
     model trains, checkpoints and resumes as it does alone, with the same seed, so the
     scores are those of a sequential run; only the order of the printed lines differs.
-    The processes are spawned: a script that calls this with ``parallel`` above 1 keeps
-    its own code under ``if __name__ == "__main__":`` (a notebook needs nothing).
+    The processes are spawned, and each imports the main script again: a script without
+    an ``if __name__ == "__main__":`` guard trains in its own process under the default,
+    and is told to add the guard when it asks for ``parallel`` above 1 (a notebook, the
+    command line and ``python -c`` need nothing).
     ``overwrite`` is :func:`prepare_data`'s, which this calls first.
     """
     types = machine_types_of(profile, machine_types)
     for kind in kinds:
         paper.model_spec(kind)
-    prepare_data(profile, types, progress=verbose != 0, overwrite=overwrite)
-    check_data(profile, types, kinds)
+    chosen = parallel is not None
     if parallel is None:
         parallel = profile.acceleration.on(training.gpu_visible()).parallel_models
     if int(parallel) < 1:
         raise ValueError(f"parallel must be at least 1, not {parallel}")
+    script = _unguarded_script()
+    if int(parallel) > 1 and script is not None:
+        if chosen:
+            raise RuntimeError(
+                f"{script} calls run_experiment(parallel={parallel}): each worker process "
+                "imports that script again, so its code must sit under "
+                "'if __name__ == \"__main__\":' (or pass parallel=1)"
+            )
+        parallel = 1  # the workers would run the script again; train in this process
+    prepare_data(profile, types, progress=verbose != 0, overwrite=overwrite)
+    check_data(profile, types, kinds)
     jobs = [(kind, machine_type) for kind in kinds for machine_type in types]
     done: dict[tuple[str, str], tuple[pd.DataFrame, dict]] = {}
 
@@ -469,6 +483,22 @@ def run_experiment(
         timings = merge_scores(_read_timings(profile.results / "timings.csv"), timings)
         write_csv(timings, profile.results / "timings.csv")
     return scores
+
+
+def _unguarded_script() -> str | None:
+    """The main script when spawned processes would run its code again: one without an
+    ``if __name__ == "__main__":`` guard. None for notebooks, ``python -c``, the command line
+    and any script with the guard."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    spec = getattr(main, "__spec__", None)
+    if path is None or spec is not None:  # a notebook, -c, or a module run with -m
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return None if re.search(r"""__name__\s*==\s*["']__main__["']""", text) else path
 
 
 def _train_and_score(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -324,3 +325,31 @@ def test_bench_gpu_runs_end_to_end_capped_on_the_cpu(tmp_path, capsys):
     total = rows[rows.what.str.startswith("full reproduction")]
     assert len(total) == 1 and total.value.iloc[0] > 0
     assert "| model | setting |" in printed and "full reproduction" in printed
+
+
+def test_a_script_without_a_main_guard_trains_in_its_own_process(tmp_path):
+    """Spawned workers import the main script again: one without the guard would run its
+    own code in each worker. The default falls back to one process; asking for two says
+    what to change, before any data is made. (A private name: the check itself.)"""
+    home = tmp_path / "home"
+    body = (
+        "from aadlib import pipeline, profiles\n"
+        f"tiny = profiles.resolve('tiny', home={str(home)!r})\n"
+        "print('unguarded:', pipeline._unguarded_script())\n"
+        "pipeline.run_experiment(tiny, ['valve'], ['baseline'], log=None, parallel=2)\n"
+    )
+    script = tmp_path / "train.py"
+    script.write_text(body)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert f"unguarded: {script}" in run.stdout
+    assert "if __name__ ==" in run.stderr and str(script) in run.stderr
+    assert not (home / "data").exists()  # refused before making the data
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(
+        "from aadlib import pipeline\n"
+        "if __name__ == '__main__':\n"
+        "    print('unguarded:', pipeline._unguarded_script())\n"
+    )
+    run = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True)
+    assert run.returncode == 0 and "unguarded: None" in run.stdout
