@@ -290,6 +290,18 @@ def test_slides_assign_a_slide_to_every_heading():
     ]
 
 
+def test_slides_leave_out_stderr_as_the_book_does():
+    """Library logs and warnings (TensorFlow's start-up lines, tqdm's) stay off the slides."""
+    nb = v4.new_notebook()
+    logs = v4.new_output("stream", name="stderr", text="I0000 oneDNN custom operations are on\n")
+    shown = v4.new_output("stream", name="stdout", text="aadlib 0.2.0, profile 'quick'\n")
+    nb.cells = [v4.new_markdown_cell("# Title"), v4.new_code_cell("x", outputs=[logs, shown])]
+    (code,) = [c for c in slides.slide_cells(nb, {}, {}) if c.cell_type == "code"]
+    assert code.outputs == [shown]
+    nb.cells[1].outputs = [logs]  # a cell whose only output is a log gets no slide
+    assert [c.cell_type for c in slides.slide_cells(nb, {}, {})] == ["markdown"]
+
+
 # --- the PDF ------------------------------------------------------------------------------
 
 

@@ -76,10 +76,13 @@ def glue_values(nb: nbformat.NotebookNode) -> dict[str, dict]:
 
 
 def _drop_glue_outputs(cell: nbformat.NotebookNode) -> None:
+    """Drop what the book does not show either: glued values (they appear in the prose)
+    and stderr streams (library logs and warnings; the book's ``stderr_output: remove``)."""
     cell.outputs = [
         o
         for o in cell.get("outputs", [])
         if not o.get("metadata", {}).get("scrapbook", {}).get("mime_prefix")
+        and not (o.get("output_type") == "stream" and o.get("name") == "stderr")
     ]
 
 
