@@ -5,6 +5,8 @@ Chapters 3 (the Dense AE) and 4 (the CNN AE).
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import pandas as pd
@@ -139,10 +141,40 @@ def build_cnn_ae(
 _BUILDERS = {"baseline": build_baseline_ae, "dense": build_dense_ae, "cnn": build_cnn_ae}
 
 
-def build_model(kind: str, **kwargs) -> keras.Model:
-    """Build a model by kind name (:data:`aadlib.paper.MODEL_KINDS`). Chapter 5."""
+@contextlib.contextmanager
+def computing_in(precision: str):
+    """Layers made (or loaded) inside compute in ``precision``, a Keras dtype policy."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(kind: str, precision: str = "float32", **kwargs) -> keras.Model:
+    """Build a model by kind name (:data:`aadlib.paper.MODEL_KINDS`). Chapter 5.
+
+    ``"float32"`` is the paper's model as it is. With a mixed policy (``"mixed_float16"``,
+    ``"mixed_bfloat16"``) every layer computes in 16 bits and keeps float32 weights,
+    except the output layer, which computes in float32: reconstructions and errors stay
+    float32 (:func:`aadlib.training.fit_autoencoder` scales the loss for float16).
+    ``kwargs`` go to the kind's builder (e.g. ``bn_momentum``).
+    """
     model_spec(kind)  # an unknown kind gets the error that lists the kinds
-    return _BUILDERS[kind](**kwargs)
+    if precision == "float32":
+        return _BUILDERS[kind](**kwargs)
+    with computing_in(precision):
+        model = _BUILDERS[kind](**kwargs)
+        output = model.layers[-1].name
+
+        def clone(layer):
+            config = layer.get_config()
+            if layer.name == output:
+                config["dtype"] = "float32"
+            return layer.__class__.from_config(config)
+
+        return keras.models.clone_model(model, clone_function=clone)
 
 
 def layer_table(model: keras.Model, with_parameters_only: bool = False) -> pd.DataFrame:

@@ -223,7 +223,7 @@ def train_machine_type(
         _clear_run(run_dir, checkpoints=retrain)
         set_seed(profile.seed)
         scaler = Scaler.fit(logmels) if settings.normalise else None
-        model = training.build_model(kind, speed.precision, bn_momentum=profile.bn_momentum)
+        model = models.build_model(kind, speed.precision, bn_momentum=profile.bn_momentum)
         start = time.perf_counter()
         history = training.fit_autoencoder(
             model,

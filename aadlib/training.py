@@ -16,7 +16,6 @@ mixed precision) is a profile's :class:`aadlib.profiles.Acceleration` (chapter 5
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -48,7 +47,6 @@ __all__ = [
     "run_record",
     "model_identity",
     "gpu_visible",
-    "build_model",
     "fit_autoencoder",
     "clear_checkpoints",
     "TrainedModel",
@@ -340,39 +338,6 @@ def gpu_visible() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-@contextlib.contextmanager
-def _dtype_policy(name: str):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def build_model(kind: str, precision: str = "float32", **kwargs) -> keras.Model:
-    """:func:`aadlib.models.build_model`, computing in ``precision``. Chapter 5.
-
-    ``"float32"`` is the paper's model as it is. With a mixed policy (``"mixed_float16"``,
-    ``"mixed_bfloat16"``) every layer computes in 16 bits and keeps float32 weights,
-    except the output layer, which computes in float32: reconstructions and errors stay
-    float32. With ``"mixed_float16"`` Keras scales the loss (``LossScaleOptimizer``).
-    """
-    if precision == "float32":
-        return models.build_model(kind, **kwargs)
-    with _dtype_policy(precision):
-        model = models.build_model(kind, **kwargs)
-        output = model.layers[-1].name
-
-        def clone(layer):
-            config = layer.get_config()
-            if layer.name == output:
-                config["dtype"] = "float32"
-            return layer.__class__.from_config(config)
-
-        return keras.models.clone_model(model, clone_function=clone)
-
-
 def _precision_of(model: keras.Model) -> str:
     return model.dtype_policy.name
 
@@ -503,7 +468,7 @@ def fit_autoencoder(
 def _resume_from(model: keras.Model, checkpoint: Path) -> None:
     """Copy weights and Adam's moments from the last checkpoint into ``model``."""
     # Loaded under the model's policy, a mixed-float16 checkpoint gets its loss scale back.
-    with _dtype_policy(model.dtype_policy.name):
+    with models.computing_in(model.dtype_policy.name):
         resumed = load_model(checkpoint, compile=True)
     model.set_weights(resumed.get_weights())
     model.optimizer.build(model.trainable_variables)

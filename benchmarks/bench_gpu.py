@@ -281,12 +281,12 @@ class _Runner:
     def __init__(self, bench: Bench, kind: str, setting: Setting, feed: str, data):
         import keras
 
-        from aadlib import training
+        from aadlib import models
 
         self.kind, self.setting, self.feed, self.data = kind, setting, feed, data
         self.per_call = bench.sizes.spe if setting.spe else 1
         keras.utils.set_random_seed(0)
-        self.model = training.build_model(kind, setting.precision)
+        self.model = models.build_model(kind, setting.precision)
         self.model.compile(
             optimizer=keras.optimizers.Adam(paper.LEARNING_RATE),
             loss="mse",

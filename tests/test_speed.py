@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from helpers import dense_config, small_dense_model, toy_logmels
 
-from aadlib import pipeline, profiles, scoring, training
+from aadlib import models, pipeline, profiles, scoring, training
 from aadlib.profiles import Acceleration
 from aadlib.training import fit_autoencoder
 
@@ -206,7 +206,7 @@ def test_mixed_precision_is_another_run(tmp_path, caplog):
     run_dir = tmp_path / "run"
     _fit_in(run_dir, CURRENT, epochs=2)
     mixed = dataclasses.replace(CURRENT, precision="mixed_float16")
-    model = training.build_model("dense", "mixed_float16", hidden_units=32, n_hidden=1)
+    model = models.build_model("dense", "mixed_float16", hidden_units=32, n_hidden=1)
     with caplog.at_level("WARNING", logger="aadlib"):
         history = _fit_in(run_dir, mixed, epochs=3, model=model)
     (message,) = [r.getMessage() for r in caplog.records]
@@ -217,7 +217,7 @@ def test_mixed_precision_is_another_run(tmp_path, caplog):
     )
     # A mixed run resumes as a mixed run (the loss scale's variables included).
     caplog.clear()
-    again = training.build_model("dense", "mixed_float16", hidden_units=32, n_hidden=1)
+    again = models.build_model("dense", "mixed_float16", hidden_units=32, n_hidden=1)
     with caplog.at_level("WARNING", logger="aadlib"):
         more = _fit_in(run_dir, mixed, epochs=4, model=again)
     assert not caplog.records and list(more.epoch) == [1, 2, 3, 4]
@@ -228,8 +228,8 @@ def test_mixed_precision_is_another_run(tmp_path, caplog):
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_models_compute_in_16_bits_with_a_float32_output(precision):
-    model = training.build_model("dense", precision)
-    plain = training.build_model("dense")
+    model = models.build_model("dense", precision)
+    plain = models.build_model("dense")
     assert model.count_params() == plain.count_params()
     assert [layer.name for layer in model.layers] == [layer.name for layer in plain.layers]
     assert model.dtype_policy.name == precision
