@@ -149,12 +149,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.required = True
 
+    _synth_parser(sub)
+    _download_parser(sub)
+    for name, text in (
+        ("train", "train the autoencoders"),
+        ("evaluate", "train if needed, score test clips, print per-ID AUC/pAUC"),
+        ("reproduce", "run everything and compare with the paper's Table 2"),
+    ):
+        _training_parser(sub.add_parser(name, help=text))
+    _layout_parser(sub)
+
+    p = sub.add_parser("report", help="print the saved results and save the comparison")
+    _common(p)
+    p.add_argument(
+        "--pauc",
+        choices=metrics.PAUC_DEFINITIONS,
+        default="mcclish",
+        help="pAUC definition of the printed table (mcclish: as the paper's Table 2)",
+    )
+    return parser
+
+
+def _synth_parser(sub) -> None:
     p = sub.add_parser("synth", help="generate the synthetic data set")
     _common(p)
     _types(p)
     _overwrite(p)
     p.add_argument("--seed", type=_seed, default=0, help="data set seed (default 0)")
 
+
+def _download_parser(sub) -> None:
     p = sub.add_parser("download", help="download the real DCASE 2020 Task 2 data")
     _common(p)
     _types(p)
@@ -171,66 +195,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept archives without a known checksum (the evaluation test set)",
     )
 
-    for name, text in (
-        ("train", "train the autoencoders"),
-        ("evaluate", "train if needed, score test clips, print per-ID AUC/pAUC"),
-        ("reproduce", "run everything and compare with the paper's Table 2"),
-    ):
-        p = sub.add_parser(name, help=text)
-        _common(p)
-        _types(p)
-        _overwrite(p)
-        p.add_argument(
-            "--models",
-            nargs="+",
-            choices=list(paper.MODEL_KINDS),
-            default=list(paper.MODEL_KINDS),
-            help=f"model kinds (default: all of {', '.join(paper.MODEL_KINDS)})",
-        )
-        p.add_argument("--retrain", action="store_true", help="ignore trained models")
-        p.add_argument(
-            "--epochs",
-            type=_bounded(1, MAX_EPOCHS),
-            default=None,
-            help="cap on epochs (every model)",
-        )
-        p.add_argument(
-            "--steps-per-epoch",
-            type=_bounded(1, MAX_STEPS),
-            default=None,
-            help="cap on batches per epoch (a quick run of a full-size profile on a CPU)",
-        )
-        p.add_argument(
-            "--score-hop",
-            type=_bounded(1, MAX_HOP),
-            default=None,
-            help="frames between scored windows (default: the profile's)",
-        )
-        p.add_argument(
-            "--seed",
-            type=_seed,
-            default=0,
-            help="training seed: split, shuffles, weights (default 0)",
-        )
-        p.add_argument(
-            "--mix-down",
-            choices=["first", "mean"],
-            default=None,
-            help="clips with several channels: keep the first channel or average them "
-            "(default: refuse them)",
-        )
 
-    _layout_parser(sub)
-
-    p = sub.add_parser("report", help="print the saved results and save the comparison")
+def _training_parser(p: argparse.ArgumentParser) -> None:
+    """The options of ``train``, ``evaluate`` and ``reproduce``."""
     _common(p)
+    _types(p)
+    _overwrite(p)
     p.add_argument(
-        "--pauc",
-        choices=metrics.PAUC_DEFINITIONS,
-        default="mcclish",
-        help="pAUC definition of the printed table (mcclish: as the paper's Table 2)",
+        "--models",
+        nargs="+",
+        choices=list(paper.MODEL_KINDS),
+        default=list(paper.MODEL_KINDS),
+        help=f"model kinds (default: all of {', '.join(paper.MODEL_KINDS)})",
     )
-    return parser
+    p.add_argument("--retrain", action="store_true", help="ignore trained models")
+    p.add_argument(
+        "--epochs", type=_bounded(1, MAX_EPOCHS), default=None, help="cap on epochs (every model)"
+    )
+    p.add_argument(
+        "--steps-per-epoch",
+        type=_bounded(1, MAX_STEPS),
+        default=None,
+        help="cap on batches per epoch (a quick run of a full-size profile on a CPU)",
+    )
+    p.add_argument(
+        "--score-hop",
+        type=_bounded(1, MAX_HOP),
+        default=None,
+        help="frames between scored windows (default: the profile's)",
+    )
+    p.add_argument(
+        "--seed", type=_seed, default=0, help="training seed: split, shuffles, weights (default 0)"
+    )
+    p.add_argument(
+        "--mix-down",
+        choices=["first", "mean"],
+        default=None,
+        help="clips with several channels: keep the first channel or average them "
+        "(default: refuse them)",
+    )
 
 
 def _profile(args) -> profiles.Profile:

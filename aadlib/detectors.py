@@ -61,7 +61,14 @@ from .batches import WindowBatches
 from .data import read_resource_csv, type_order
 from .features import LogMelSet, Scaler, stack_frames
 from .profiles import Profile, set_seed
-from .training import ModelFileError, learning_status, load_history, load_model, save_model
+from .training import (
+    EarlyStopping,
+    ModelFileError,
+    learning_status,
+    load_history,
+    load_model,
+    save_model,
+)
 
 __all__ = [
     "DETECTOR_FAMILIES",
@@ -542,41 +549,6 @@ def build_id_classifier(
     return keras.Model(inputs, outputs, name="id_classifier")
 
 
-class _KeepBest(keras.callbacks.Callback):
-    """Early stopping on the validation loss; the best epoch's weights are restored.
-
-    One row per epoch goes into :attr:`history` with the epoch's seconds.
-    """
-
-    def __init__(self, patience: int | None):
-        super().__init__()
-        self.patience = patience
-        self.best, self.best_weights, self.wait = math.inf, None, 0
-        self.history: list[dict] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        self.history.append(
-            {"epoch": epoch + 1, **logs, "seconds": time.perf_counter() - self._start}
-        )
-        current = logs.get("val_loss", logs.get("loss", math.inf))
-        if current < self.best:
-            self.best, self.wait = current, 0
-            self.best_weights = self.model.get_weights()
-        else:
-            self.wait += 1
-            if self.patience is not None and self.wait >= self.patience:
-                self.model.stop_training = True
-
-    def on_train_end(self, logs=None):
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-
-
 def _labelled_dataset(windows: WindowBatches, codes: np.ndarray) -> tf.data.Dataset:
     """``(patches, ID codes)`` batches: the windows' dataset zipped with their labels.
 
@@ -678,7 +650,7 @@ class IdClassifierDetector:
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-        keeper = _KeepBest(s.patience)
+        keeper = EarlyStopping(s.patience)
         self.model.fit(
             _labelled_dataset(train, codes),
             validation_data=_labelled_dataset(val, codes) if len(val.starts) else None,
@@ -687,6 +659,7 @@ class IdClassifierDetector:
             verbose=verbose,
             shuffle=False,
         )
+        keeper.restore_best()
         self.history = pd.DataFrame(keeper.history)
         self._scorer, self._last = None, None
         embeddings, _ = self._clip_outputs(logmels, s.train_hop)

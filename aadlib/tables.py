@@ -200,6 +200,14 @@ def per_id_table(
             row.update(auc_low=np.nan, auc_high=np.nan, pauc_low=np.nan, pauc_high=np.nan)
         rows.append(row)
     per_id = pd.DataFrame(rows)
+    averages = _type_averages(per_id, keys, replicates if ci else None, level)
+    per_id["machine_id"] = per_id["machine_id"].astype(int).astype(str)
+    return _ordered(pd.concat([per_id, averages], ignore_index=True), keys)
+
+
+def _type_averages(per_id: pd.DataFrame, keys: list[str], replicates, level) -> pd.DataFrame:
+    """The ``average`` row of each type: the IDs' mean, and (given the IDs' bootstrap
+    ``replicates``) the interval of the mean of their replicates."""
     averages = []
     for type_key, ids in per_id.groupby(keys, sort=False):
         row = dict(zip(keys, type_key if isinstance(type_key, tuple) else (type_key,)))
@@ -210,25 +218,18 @@ def per_id_table(
             n_normal=int(ids["n_normal"].sum()),
             n_anomaly=int(ids["n_anomaly"].sum()),
         )
-        if seeded:
+        if "n_seeds" in ids.columns:
             row["n_seeds"] = int(ids["n_seeds"].min())
-        per_group = [
-            replicates[key]
-            for key in (tuple(r[k] for k in keys + ["machine_id"]) for _, r in ids.iterrows())
-            if key in replicates
-        ]
-        if ci and not per_group:
-            row.update(auc_low=np.nan, auc_high=np.nan, pauc_low=np.nan, pauc_high=np.nan)
-        elif ci:
-            _add_interval(
-                row,
-                np.mean([auc for auc, _ in per_group], axis=0),
-                np.mean([p for _, p in per_group], axis=0),
-                level,
-            )
+        if replicates is not None:
+            id_keys = (tuple(r[k] for k in keys + ["machine_id"]) for _, r in ids.iterrows())
+            per_group = [replicates[key] for key in id_keys if key in replicates]
+            if per_group:
+                auc = np.mean([auc for auc, _ in per_group], axis=0)
+                _add_interval(row, auc, np.mean([p for _, p in per_group], axis=0), level)
+            else:
+                row.update(auc_low=np.nan, auc_high=np.nan, pauc_low=np.nan, pauc_high=np.nan)
         averages.append(row)
-    per_id["machine_id"] = per_id["machine_id"].astype(int).astype(str)
-    return _ordered(pd.concat([per_id, pd.DataFrame(averages)], ignore_index=True), keys)
+    return pd.DataFrame(averages)
 
 
 def _add_interval(row: dict, auc_replicates, pauc_replicates, level: float) -> None:

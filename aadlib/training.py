@@ -47,6 +47,7 @@ __all__ = [
     "run_record",
     "model_identity",
     "gpu_visible",
+    "EarlyStopping",
     "fit_autoencoder",
     "clear_checkpoints",
     "TrainedModel",
@@ -149,10 +150,13 @@ class ModelFileError(ValueError):
     """A saved model, checkpoint or training record cannot be read; the message says which."""
 
 
-class _Checkpoints(keras.callbacks.Callback):
-    """Early stopping on the validation loss that survives an interrupted session.
+class EarlyStopping(keras.callbacks.Callback):
+    """Early stopping on the validation loss, the one mechanism of every trained model
+    (the autoencoders and chapter 7's ID classifiers).
 
-    At each epoch's end it writes, each atomically and in this order, the model with its
+    One row per epoch goes into :attr:`history`, with the epoch's seconds. Without a
+    ``run_dir`` it keeps the best weights in memory. With one, it survives an interrupted
+    session: at each epoch's end it writes, each atomically and in this order, the model with its
     optimizer state (``epoch-<N>.keras``), the best weights when they improved
     (``best-<N>.weights.h5``), and last the state (``state.json``) that names both files.
     A kill at any moment leaves a state whose files exist and belong to it; files the
@@ -161,9 +165,17 @@ class _Checkpoints(keras.callbacks.Callback):
     does; without ``patience`` every epoch runs and the last weights stay.
     """
 
-    def __init__(self, run_dir: Path | None, config: TrainConfig, record: dict, state=None):
+    def __init__(
+        self,
+        patience: int | None,
+        min_delta: float = 0.0,
+        run_dir: Path | None = None,
+        record: dict | None = None,
+        state: dict | None = None,
+    ):
         super().__init__()
-        self.run_dir, self.config, self.record = run_dir, config, record
+        self.patience, self.min_delta = patience, min_delta
+        self.run_dir, self.record = run_dir, record or {}
         state = state or {}
         self.best = state.get("best", math.inf)
         self.best_epoch = state.get("best_epoch", -1)
@@ -182,14 +194,13 @@ class _Checkpoints(keras.callbacks.Callback):
         row.update({k: float(v) for k, v in logs.items()})
         self.history.append(row)
         current = logs.get("val_loss", logs.get("loss"))
-        improved = current < self.best - self.config.min_delta
+        improved = current < self.best - self.min_delta
         if improved:
             self.best, self.best_epoch, self.wait = float(current), epoch, 0
             self.best_weights = self.model.get_weights()
         else:
             self.wait += 1
-            patience = self.config.patience
-            if patience is not None and self.wait >= patience:
+            if self.patience is not None and self.wait >= self.patience:
                 self.model.stop_training = True
         if self.run_dir is not None:
             self._write(epoch, improved)
@@ -219,7 +230,8 @@ class _Checkpoints(keras.callbacks.Callback):
                 path.unlink(missing_ok=True)
 
     def restore_best(self) -> None:
-        if self.config.patience is None:
+        """Put the best epoch's weights back (nothing to do without early stopping)."""
+        if self.patience is None:
             return  # no early stopping: the last epoch's weights are the result
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
@@ -436,7 +448,7 @@ def fit_autoencoder(
             config.epochs,
         )
 
-    stopper = _Checkpoints(run_dir, config, record, state)
+    stopper = EarlyStopping(config.patience, config.min_delta, run_dir, record, state)
     stopper.set_model(model)  # also when no epoch is left to run
     done = state["epoch"] if state else 0
     finished = state is not None and (state.get("stopped") or done >= config.epochs)

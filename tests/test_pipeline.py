@@ -45,21 +45,21 @@ def test_trained_model_is_reused_not_retrained(tiny, experiment):
 def test_interrupted_training_resumes_where_it_stopped(tiny, monkeypatch, tmp_path):
     models = {k: dataclasses.replace(s, epochs=3, patience=10) for k, s in tiny.models.items()}
     profile = tiny.replace(results=tmp_path / "results", models=models)
-    original = training._Checkpoints.on_epoch_end
+    original = training.EarlyStopping.on_epoch_end
 
     def crash_after_second_epoch(self, epoch, logs=None):
         original(self, epoch, logs)
         if epoch == 1:
             raise KeyboardInterrupt  # the session is cut off after epoch 2's checkpoint
 
-    monkeypatch.setattr(training._Checkpoints, "on_epoch_end", crash_after_second_epoch)
+    monkeypatch.setattr(training.EarlyStopping, "on_epoch_end", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         pipeline.train_machine_type("valve", "dense", profile, verbose=0)
     run_dir = profile.results / "dense" / "valve"
     state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 2 and not (run_dir / "model.keras").exists()
 
-    monkeypatch.setattr(training._Checkpoints, "on_epoch_end", original)
+    monkeypatch.setattr(training.EarlyStopping, "on_epoch_end", original)
     resumed = pipeline.train_machine_type("valve", "dense", profile, verbose=0)
     assert list(resumed.history.epoch) == [1, 2, 3]
     assert resumed.history.loss.iloc[:2].tolist() == [h["loss"] for h in state["history"]]
