@@ -27,8 +27,8 @@ A clip's machine ID is part of the task's setup (it is in the file name, and a m
 machine is known), so scoring may use it to pick the ID's parameters. No fit ever sees a
 test clip or a normal/anomalous label: ``fit`` takes training clips and their IDs only.
 
-:func:`rank_average` combines two detectors' scores without labels, and
-:func:`published_results` holds published figures of stronger systems on the real data.
+:func:`rank_average` combines two detectors' scores without labels; the published
+figures of stronger systems on the real data are in :func:`aadlib.reference.published_results`.
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
-from . import _fastio, paper, reference, wording
+from . import _fastio, paper, wording
 from ._storage import write_atomic, write_csv, write_text
 from .batches import WindowBatches
-from .data import read_resource_csv, type_order
+from .data import type_order
 from .features import LogMelSet, Scaler, stack_frames
 from .profiles import Profile, set_seed
 from .training import (
@@ -104,8 +104,6 @@ __all__ = [
     "IDENTITY_FINDINGS",
     "identity_findings",
     "gaussian_table",
-    "paper_averages",
-    "published_results",
 ]
 
 #: The detector families and the score names (the ``model`` column) each one produces.
@@ -1213,40 +1211,3 @@ def identity_findings(id_accuracy: pd.DataFrame, z: float = 2.0) -> pd.Series:
         np.where(blurred, IDENTITY_FINDINGS[2], IDENTITY_FINDINGS[1]),
     )
     return pd.Series(finding, index=id_accuracy.index, name="finding")
-
-
-# --------------------------------------------------------------------------------------
-# Published figures
-# --------------------------------------------------------------------------------------
-
-
-def paper_averages() -> pd.DataFrame:
-    """The paper's Table 2 averaged over the six machine types, per model kind. Chapters 5, 7, 9.
-
-    One row per kind (``baseline``, ``dense``, ``cnn``): ``auc`` and ``pauc`` (%,
-    McClish pAUC) are the mean of the per-type averages as the paper prints them, the way
-    the published systems report theirs; ``auc_corrected`` and ``pauc_corrected`` the
-    same with the corrections of :data:`aadlib.reference.PAPER_ERRATA` (the pump average
-    that its per-ID values give). Real-data figures of the paper, not measurements of
-    this book: quote the printed value as the paper's, the correction beside it.
-    """
-    columns = {}
-    for suffix, consistent in (("", False), ("_corrected", True)):
-        table = reference.table2_long(consistent=consistent)
-        averages = table[table["machine_id"] == "average"]
-        means = averages.groupby("model", sort=False)[["auc", "pauc"]].mean()
-        columns.update({f"{metric}{suffix}": means[metric] for metric in ("auc", "pauc")})
-    means = pd.DataFrame(columns)
-    return means.reindex([k for k in paper.MODEL_KINDS if k in means.index]).reset_index()
-
-
-def published_results() -> pd.DataFrame:
-    """Published development-set results of stronger systems on the real data. Chapters 7, 9.
-
-    One row per system: ``system``, ``reference`` (the bibliography key), ``family``,
-    ``data``, ``auc`` and ``pauc`` (%, averages over the six machine types),
-    ``pauc_definition`` (``"dcase"``: the plain partial area over FPR 0 to 0.1, divided
-    by 0.1) and ``notes``. These are figures printed by their authors on the real DCASE
-    2020 Task 2 development set, not measurements of this book.
-    """
-    return read_resource_csv("published_systems.csv")

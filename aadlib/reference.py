@@ -27,6 +27,8 @@ __all__ = [
     "development_archive_bytes",
     "PAPER_ERRATA",
     "MIMII_NORMAL_TEST_CLIPS",
+    "paper_averages",
+    "published_results",
 ]
 
 #: Normal test clips per machine ID of the MIMII types (fan, pump, slider, valve) in the
@@ -175,3 +177,35 @@ def development_archive_bytes() -> int:
     """Bytes to download for the real development set: its six archives on Zenodo. Chapter 5."""
     archives = read_resource_csv("dcase2020_task2_archives.csv")
     return int(archives.loc[archives["file"].str.startswith("dev_data_"), "size_bytes"].sum())
+
+
+def paper_averages() -> pd.DataFrame:
+    """The paper's Table 2 averaged over the six machine types, per model kind. Chapters 5, 7, 9.
+
+    One row per kind (``baseline``, ``dense``, ``cnn``): ``auc`` and ``pauc`` (%,
+    McClish pAUC) are the mean of the per-type averages as the paper prints them, the way
+    the published systems report theirs; ``auc_corrected`` and ``pauc_corrected`` the
+    same with the corrections of :data:`PAPER_ERRATA` (the pump average
+    that its per-ID values give). Real-data figures of the paper, not measurements of
+    this book: quote the printed value as the paper's, the correction beside it.
+    """
+    columns = {}
+    for suffix, consistent in (("", False), ("_corrected", True)):
+        table = table2_long(consistent=consistent)
+        averages = table[table["machine_id"] == "average"]
+        means = averages.groupby("model", sort=False)[["auc", "pauc"]].mean()
+        columns.update({f"{metric}{suffix}": means[metric] for metric in ("auc", "pauc")})
+    means = pd.DataFrame(columns)
+    return means.reindex([k for k in MODEL_KINDS if k in means.index]).reset_index()
+
+
+def published_results() -> pd.DataFrame:
+    """Published development-set results of stronger systems on the real data. Chapters 7, 9.
+
+    One row per system: ``system``, ``reference`` (the bibliography key), ``family``,
+    ``data``, ``auc`` and ``pauc`` (%, averages over the six machine types),
+    ``pauc_definition`` (``"dcase"``: the plain partial area over FPR 0 to 0.1, divided
+    by 0.1) and ``notes``. These are figures printed by their authors on the real DCASE
+    2020 Task 2 development set, not measurements of this book.
+    """
+    return read_resource_csv("published_systems.csv")

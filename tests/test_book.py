@@ -340,14 +340,14 @@ def test_every_audio_player_is_labelled(html):
 def test_published_figures_are_quoted_as_printed_everywhere(html):
     """One value per published system: its resource's figure to the printed two decimals,
     and the paper's averages as printed with the correction labelled beside them."""
-    from aadlib import detectors, wording
+    from aadlib import reference, wording
 
     pages = _chapter_pages(html)
     for chapter in ("notebooks/07_stronger_detectors", "notebooks/09_what_we_learned"):
         text = _text(pages[chapter])
-        for row in detectors.published_results().itertuples():
+        for row in reference.published_results().itertuples():
             assert f"{row.auc:.2f}" in text, f"{chapter}: {row.system} AUC not as printed"
-    averages = detectors.paper_averages().set_index("model")
+    averages = reference.paper_averages().set_index("model")
     cnn = wording.printed_and_corrected(averages.auc["cnn"], averages.auc_corrected["cnn"])
     assert "as printed" in cnn and "corrected" in cnn
     for chapter in ("05_reproducing_the_tables", "07_stronger_detectors", "09_what_we_learned"):

@@ -501,7 +501,7 @@ def test_identity_findings_separate_unlearned_ids_from_kept_and_blurred_identiti
 
 
 def test_paper_averages_are_the_mean_of_table_2s_type_averages_printed_and_corrected():
-    paper = detectors.paper_averages().set_index("model")
+    paper = reference.paper_averages().set_index("model")
     assert list(paper.index) == ["baseline", "dense", "cnn"]
     for suffix, consistent in (("", False), ("_corrected", True)):
         wide = reference.table2(consistent=consistent)
@@ -523,7 +523,7 @@ def test_paper_averages_are_the_mean_of_table_2s_type_averages_printed_and_corre
 
 
 def test_published_results_are_labelled_real_data_with_known_references():
-    table = detectors.published_results()
+    table = reference.published_results()
     assert list(table.columns) == [
         "system",
         "reference",
