@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import metrics, plots, reference
+from . import metrics, plots, reference, wording
 from ._storage import write_atomic, write_csv
 from .data import MACHINE_TYPES, type_order
 from .paper import MODEL_KINDS, model_order
@@ -31,6 +31,10 @@ __all__ = [
     "compare_models",
     "per_kind_table",
     "seed_spread",
+    "summary_table",
+    "difference_table",
+    "noise_counts",
+    "OVERALL",
     "with_intervals",
     "fold_table",
     "results_table",
@@ -522,6 +526,101 @@ def seed_spread(scores: pd.DataFrame) -> pd.DataFrame:
     return _ordered(wide.assign(machine_id="average"), ["model", "machine_id"]).drop(
         columns="machine_id"
     )
+
+
+def summary_table(per_id: pd.DataFrame, metric: str = "auc", models=None) -> pd.DataFrame:
+    """Per-type averages with their 95 % intervals as text, one row per detector. Chapters 7, 9.
+
+    ``per_id`` is :func:`per_id_table` output with ``ci=True``. Cells read
+    ``"87.1 [83.0, 90.8]"``; the last column, ``mean``, is the mean over the types.
+    ``models`` picks and orders the rows (default: the table's order).
+    """
+    averages = per_id[per_id["machine_id"] == "average"]
+    models = list(models) if models is not None else list(dict.fromkeys(averages["model"]))
+    columns = type_order(averages["machine_type"])
+    table = pd.DataFrame(index=pd.Index(models, name="detector"), columns=[*columns, "mean"])
+    for row in averages.itertuples():
+        if row.model in table.index:
+            value, low, high = (getattr(row, f"{metric}{s}") for s in ("", "_low", "_high"))
+            table.loc[row.model, row.machine_type] = f"{value:.1f} [{low:.1f}, {high:.1f}]"
+    means = averages.groupby("model")[metric].mean()
+    table["mean"] = [f"{means[m]:.1f}" for m in models]
+    return table
+
+
+def difference_table(comparisons: dict, metric: str = "auc") -> pd.DataFrame:
+    """Paired differences to a reference detector per type, as text, one row each. Chapter 7.
+
+    ``comparisons`` maps a detector's name to :func:`compare_models` output
+    (that detector first). Cells read ``"+3.2 [+0.4, +6.1]"``, with ``*`` where the AUC
+    difference is beyond the noise (its interval excludes 0). Where the comparison's
+    ``undecided`` column names models (they stopped while still improving), the cell
+    reads ``"+3.2 [+0.4, +6.1] undecided"`` and carries no ``*``.
+    """
+    rows = {}
+    for name, comparison in comparisons.items():
+        averages = comparison[comparison["machine_id"] == "average"]
+        cells = {}
+        for row in averages.itertuples():
+            value, low, high = (getattr(row, f"{metric}_diff{s}") for s in ("", "_low", "_high"))
+            mark = " *" if row.beyond_noise else ""
+            if _undecided_models(row):
+                mark = " undecided"
+            cells[row.machine_type] = f"{value:+.1f} [{low:+.1f}, {high:+.1f}]{mark}"
+        rows[name] = cells
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    return table[type_order(table.columns)].rename_axis("detector")
+
+
+#: The machine type of the row :func:`compare_models` adds over all types.
+OVERALL = "all types"
+
+
+def _undecided_models(row) -> list[str]:
+    """The models a comparison row names as stopped while improving (none without the column)."""
+    names = getattr(row, "undecided", "") if not isinstance(row, dict) else row.get("undecided")
+    return [n for n in str(names or "").split(", ") if n and n != "nan"]
+
+
+def _overall_verdict(overall: pd.DataFrame) -> str:
+    if overall.empty:
+        return ""
+    row = overall.iloc[0]
+    named = dict.fromkeys(wording.title(m) for m in _undecided_models(row.to_dict()))
+    reason = wording.undecided_reason(named)
+    return reason or wording.difference_verdict(row["auc_diff_low"], row["auc_diff_high"])
+
+
+def noise_counts(comparisons: dict) -> pd.DataFrame:
+    """For each detector, in how many types it is better, worse or within the noise. Chapter 7.
+
+    ``comparisons`` as for :func:`difference_table`; counted on the per-type AUC
+    differences: ``better`` and ``worse`` are beyond the noise, ``within_noise`` is not;
+    ``undecided`` counts the types where a model of the pair stopped while improving
+    (the comparison's ``undecided`` column), which count in none of the three; ``types``
+    is their number. ``overall`` is the verdict on the difference over all types
+    together (the comparison's ``"all types"`` row; empty without one), or
+    :func:`aadlib.wording.undecided_reason` where that row is undecided.
+    """
+    rows = []
+    for name, comparison in comparisons.items():
+        averages = comparison[comparison["machine_id"] == "average"]
+        overall = averages[averages["machine_type"] == OVERALL]
+        averages = averages[averages["machine_type"] != OVERALL]
+        undecided = np.array([bool(_undecided_models(r)) for r in averages.itertuples()], bool)
+        beyond = averages["beyond_noise"].astype(bool).to_numpy() & ~undecided
+        rows.append(
+            {
+                "detector": name,
+                "better": int((beyond & (averages["auc_diff"] > 0).to_numpy()).sum()),
+                "worse": int((beyond & (averages["auc_diff"] < 0).to_numpy()).sum()),
+                "within_noise": int((~beyond & ~undecided).sum()),
+                "undecided": int(undecided.sum()),
+                "types": len(averages),
+                "overall": _overall_verdict(overall),
+            }
+        )
+    return pd.DataFrame(rows).set_index("detector")
 
 
 def with_intervals(table: pd.DataFrame, metric: str = "auc", digits: int = 1) -> pd.Series:

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from . import paper
+
 __all__ = [
     "glue",
     "MARKUP",
@@ -40,6 +42,8 @@ __all__ = [
     "rank_phrase",
     "LISTEN_FOR",
     "listen_for",
+    "DETECTOR_TITLES",
+    "title",
 ]
 
 #: What glued text must not contain: markup that the page would show literally (glued
@@ -433,3 +437,23 @@ def rank_phrase(ranks: dict, total: int) -> str:
     first_name, first_rank = next(iter(ranks.items()))
     parts[0] = f"{first_name} ranked {ordinal(first_rank)} of {total}"
     return join(parts)
+
+
+#: How the book's prose names each detector score that is not an autoencoder.
+DETECTOR_TITLES = {
+    "mahalanobis": "Mahalanobis detector",
+    "gmm": "Gaussian mixture",
+    "id-classifier": "ID classifier",
+    "id-embedding": "ID classifier",  # the same network's second score
+}
+
+
+def title(name: str) -> str:
+    """How prose names a model or detector score: ``"Dense AE"``, ``"ID classifier"``. Chapter 7.
+
+    Autoencoders by their :data:`aadlib.paper.MODELS` title, detectors by
+    :data:`DETECTOR_TITLES`; any other name (an ensemble) as it is.
+    """
+    if name in paper.MODELS:
+        return paper.MODELS[name].title
+    return DETECTOR_TITLES.get(name, name)

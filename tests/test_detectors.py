@@ -14,7 +14,7 @@ from scipy.spatial.distance import mahalanobis
 from scipy.stats import rankdata
 from sklearn.covariance import ledoit_wolf
 
-from aadlib import data, detectors, pipeline, profiles, reference, tables, training
+from aadlib import data, detectors, pipeline, profiles, reference, tables, training, wording
 from aadlib.batches import WindowBatches
 from aadlib.features import LogMelSet, stack_frames
 
@@ -344,7 +344,7 @@ def test_ensemble_gains_compare_an_ensemble_with_its_better_member():
 
 def test_summary_table_shows_intervals_per_type_and_the_mean():
     per_id = _averages({("x", "valve"): 81.25, ("x", "fan"): 70.0, ("y", "fan"): 50.0})
-    table = detectors.summary_table(per_id, models=["y", "x"])
+    table = tables.summary_table(per_id, models=["y", "x"])
     assert list(table.index) == ["y", "x"] and list(table.columns) == ["fan", "valve", "mean"]
     assert table.loc["x", "valve"] == "81.2 [79.2, 83.2]"
     assert table.loc["x", "mean"] == "75.6" and pd.isna(table.loc["y", "valve"])
@@ -367,7 +367,7 @@ def test_noise_counts_and_difference_table_read_paired_comparisons():
         )
 
     comparisons = {"m": comparison({"fan": 3.0, "pump": -2.0, "valve": 0.5, "all types": -1.5})}
-    counts = detectors.noise_counts(comparisons)
+    counts = tables.noise_counts(comparisons)
     assert counts.loc["m"].to_dict() == {
         "better": 1,
         "worse": 1,
@@ -376,11 +376,11 @@ def test_noise_counts_and_difference_table_read_paired_comparisons():
         "types": 3,
         "overall": "worse",
     }
-    table = detectors.difference_table(comparisons)
+    table = tables.difference_table(comparisons)
     assert list(table.columns) == ["fan", "pump", "valve", "all types"]
     assert table.loc["m", "fan"] == "+3.0 [+2.0, +4.0] *"
     assert table.loc["m", "valve"] == "+0.5 [-0.5, +1.5]"
-    without = detectors.noise_counts({"m": comparison({"fan": 0.0})})
+    without = tables.noise_counts({"m": comparison({"fan": 0.0})})
     assert without.loc["m", "overall"] == "" and without.loc["m", "within_noise"] == 1
 
 
@@ -466,16 +466,16 @@ def test_an_id_classifier_that_stopped_improving_makes_its_comparisons_undecided
     comparison = tables.compare_models(
         scores, "id-classifier", "dense", n_boot=50, training=statuses
     )
-    table = detectors.difference_table({"id-classifier": comparison})
+    table = tables.difference_table({"id-classifier": comparison})
     assert table.loc["id-classifier", "fan"].endswith(" undecided")
     assert not table.loc["id-classifier", "pump"].endswith(" undecided")
-    counts = detectors.noise_counts({"id-classifier": comparison})
+    counts = tables.noise_counts({"id-classifier": comparison})
     assert counts.loc["id-classifier", "undecided"] == 1
     assert counts.loc["id-classifier", ["better", "worse", "within_noise"]].sum() == 1
     assert counts.loc["id-classifier", "overall"] == (
         "undecided: the ID classifier stopped before its plateau"
     )
-    assert detectors.title("dense") == "Dense AE" and detectors.title("x + y") == "x + y"
+    assert wording.title("dense") == "Dense AE" and wording.title("x + y") == "x + y"
 
 
 def test_identity_findings_separate_unlearned_ids_from_kept_and_blurred_identities():
