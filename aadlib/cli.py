@@ -11,7 +11,6 @@ one line on stderr that says what to do, and exit code 2; only a bug shows a tra
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import logging
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, decisions, folders, metrics, paper, profiles, tables
+from . import _quiet, data, decisions, folders, metrics, paper, profiles, tables
 from ._storage import write_csv
 from .download import DownloadError, download_dcase2020, downloaded_clips
 from .synth import generate_dataset
@@ -383,31 +382,9 @@ def cmd_download(args) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Send what native code writes to file descriptor 2 to /dev/null while the block runs.
-
-    TensorFlow's C++ start-up lines (CUDA probes on a machine without a GPU, oneDNN notes)
-    are written there before its logging can be configured; they are not for the user.
-    Python's own errors still reach stderr: they are raised after the block.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _load_tensorflow() -> None:
     """Import TensorFlow and probe its devices quietly, before a command that trains."""
-    with _native_stderr_silenced():
-        import tensorflow as tf  # here: only the commands that train load TensorFlow
-
-        tf.config.list_physical_devices("GPU")
+    _quiet.load_tensorflow_quietly()
 
 
 #: The files a training command writes into the profile's results folder.

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from . import (
     __version__,
+    _quiet,
     data,
     detectors,
     download,
@@ -567,7 +568,7 @@ def _train_in_processes(profile: Profile, jobs, parallel: int, retrain, verbose,
     pool = ProcessPoolExecutor(
         max_workers=min(parallel, len(jobs)),
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_grow_gpu_memory,
+        initializer=_quiet.start_worker,  # TensorFlow's start-up lines silenced, as in the CLI
     )
     try:
         futures = {

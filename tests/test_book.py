@@ -465,7 +465,8 @@ def test_the_books_verdicts_rest_on_trained_models(html):
         "How much the seed moves a model"
         in (html / "notebooks/05_reproducing_the_tables.html").read_text()
     )
-    assert "Between runs with different seeds, a type's average AUC moved by" in chapter5
+    moved = r"Between runs with different seeds, a type.s average AUC moved by \d"
+    assert re.search(moved, chapter5)
     stopped = "undecided: the CNN AE stopped before its plateau"
     if (status["cnn"] != "plateau").any():
         assert f"for the CNN AE it is {stopped}" in chapter5
