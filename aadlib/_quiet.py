@@ -4,7 +4,8 @@ worker processes that train models side by side.
 TensorFlow's C++ code writes its start-up lines (CUDA probes on a machine without a GPU,
 oneDNN notes, absl's "All log messages before absl::InitializeLog()") straight to file
 descriptor 2, before its logging can be configured. This module imports nothing heavy, so
-that a spawned worker can silence them before TensorFlow is imported.
+that a spawned worker can silence them before TensorFlow is imported (it is the workers'
+initializer in :func:`aadlib.pipeline.run_experiment`).
 """
 
 from __future__ import annotations
@@ -34,15 +35,6 @@ def native_stderr_silenced():
 def load_tensorflow_quietly() -> None:
     """Import TensorFlow and probe its devices with the start-up lines silenced."""
     with native_stderr_silenced():
-        import tensorflow as tf
+        import tensorflow as tf  # here: silenced, and only where a model is trained
 
         tf.config.list_physical_devices("GPU")
-
-
-def start_worker() -> None:
-    """The start of a worker process that trains models (``pipeline.run_experiment``):
-    TensorFlow loaded quietly, then GPU memory that grows as needed, so processes share it."""
-    load_tensorflow_quietly()
-    from .pipeline import _grow_gpu_memory
-
-    _grow_gpu_memory()

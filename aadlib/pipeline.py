@@ -524,6 +524,12 @@ def _train_and_score(
     return scores, timing
 
 
+def _worker_job(*args) -> tuple[pd.DataFrame, dict]:
+    """:func:`_train_and_score` in a worker process, whose GPU memory grows as needed."""
+    _grow_gpu_memory()
+    return _train_and_score(*args)
+
+
 def _grow_gpu_memory() -> bool:
     """Let TensorFlow take GPU memory as it needs it rather than all at once, so that
     processes share the GPU. False when this process already holds the GPU's memory."""
@@ -557,7 +563,8 @@ def _train_in_processes(profile: Profile, jobs, parallel: int, retrain, verbose,
     """Run ``_train_and_score`` for every job, ``parallel`` at a time in spawned processes.
 
     The features are extracted here first (with every core), so that the workers only
-    read the cache. Each worker lets TensorFlow grow its GPU memory; the longest jobs
+    read the cache. Each worker loads TensorFlow quietly and lets it grow its GPU memory;
+    the longest jobs
     start first, so that a long one does not start last.
     """
     for machine_type in dict.fromkeys(t for _, t in jobs):
@@ -568,11 +575,11 @@ def _train_in_processes(profile: Profile, jobs, parallel: int, retrain, verbose,
     pool = ProcessPoolExecutor(
         max_workers=min(parallel, len(jobs)),
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_quiet.start_worker,  # TensorFlow's start-up lines silenced, as in the CLI
+        initializer=_quiet.load_tensorflow_quietly,  # its start-up lines, as in the CLI
     )
     try:
         futures = {
-            pool.submit(_train_and_score, profile, *job, retrain, verbose): job for job in ordered
+            pool.submit(_worker_job, profile, *job, retrain, verbose): job for job in ordered
         }
         for future in as_completed(futures):
             finished(futures[future], *future.result())

@@ -15,7 +15,7 @@ import aadlib
 from aadlib import _map
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PRIVATE = ["_storage", "_fastio"]
+PRIVATE = ["_storage", "_fastio", "_quiet"]
 
 
 def test_every_module_is_on_the_map():
