@@ -1005,31 +1005,23 @@ def seed_scores(
     over and resample.
     """
     types = data.check_machine_types(machine_types)
-    runs = {
-        (kind, machine_type, run_seed)
-        for kind in kinds
-        for machine_type in types
-        for run_seed in range(profile.seed, profile.seed + profile.model(kind, machine_type).seeds)
-    }
-    missing = sorted(
-        run for run in runs if _saved_scores(seed_profile(profile, run[2]), *run[:2]) is None
-    )
-    # Each seed's missing runs train as run_experiment trains (several at once where the
-    # profile's acceleration says so), a kind at a time.
-    for (run_seed, kind), group in itertools.groupby(missing, key=lambda run: (run[2], run[0])):
-        run_experiment(
-            seed_profile(profile, run_seed),
-            [machine_type for _, machine_type, _ in group],
-            [kind],
-            verbose=verbose,
-            log=None,
-        )
-    parts = [
-        _saved_scores(seed_profile(profile, run_seed), kind, machine_type).assign(seed=run_seed)
+    runs = [
+        (run_seed, kind, machine_type)
         for kind in kinds
         for machine_type in types
         for run_seed in range(profile.seed, profile.seed + profile.model(kind, machine_type).seeds)
     ]
+    saved = {run: _saved_scores(seed_profile(profile, run[0]), *run[1:]) for run in runs}
+    missing = sorted(run for run, scores in saved.items() if scores is None)
+    # Each seed's missing runs of a kind train together, as run_experiment trains them
+    # (several at once where the profile's acceleration says so).
+    for (run_seed, kind), group in itertools.groupby(missing, key=lambda run: run[:2]):
+        group = [machine_type for _, _, machine_type in group]
+        run = seed_profile(profile, run_seed)
+        run_experiment(run, group, [kind], verbose=verbose, log=None)
+        for machine_type in group:  # read back as a later call reads them
+            saved[run_seed, kind, machine_type] = _saved_scores(run, kind, machine_type)
+    parts = [saved[run].assign(seed=run[0]) for run in runs]
     return pd.concat(parts, ignore_index=True)
 
 
