@@ -329,6 +329,7 @@ def score_machine_type(
     Returns one row per clip: ``model``, ``machine_type``, ``machine_id``, ``label``,
     ``index``, ``path``, ``score``. Chapters 3 to 6.
     """
+    start = time.perf_counter()
     params = features.params_for(trained.kind)
     table, logmels = load_features(profile, trained.machine_type, "test", None, params, progress)
     hop = profile.model(trained.kind, trained.machine_type).score_hop
@@ -340,11 +341,13 @@ def score_machine_type(
     table.insert(0, "model", trained.kind)
     write_csv(table, trained.run_dir / "scores.csv")
     scoring_record = _scoring(profile, trained.kind, trained.machine_type)
+    scoring_record["seconds"] = time.perf_counter() - start
     write_text(trained.run_dir / _SCORING_FILE, json.dumps(scoring_record))
     return table
 
 
-#: Beside a model's ``scores.csv``: the scoring settings its scores were computed with.
+#: Beside a model's ``scores.csv``: the scoring settings its scores were computed with
+#: (and, under ``seconds``, how long scoring took).
 _SCORING_FILE = "scoring.json"
 
 
@@ -440,6 +443,20 @@ def run_experiment(
     types = machine_types_of(profile, machine_types)
     for kind in kinds:
         paper.model_spec(kind)
+    parallel = _workers(profile, parallel)
+    prepare_data(profile, types, progress=verbose != 0, overwrite=overwrite)
+    check_data(profile, types, kinds)
+    jobs = [(profile, kind, machine_type) for kind in kinds for machine_type in types]
+    return _write_summary(profile, _run_jobs(jobs, parallel, retrain, verbose, log))
+
+
+#: One training run: the profile (its seed and results folder), the model kind, the type.
+Job = tuple[Profile, str, str]
+
+
+def _workers(profile: Profile, parallel: int | None) -> int:
+    """How many models train at once (see :func:`run_experiment`); checked before any
+    data is made, since making it may spawn processes too."""
     chosen = parallel is not None
     if parallel is None:
         parallel = profile.acceleration.on(training.gpu_visible()).parallel_models
@@ -453,30 +470,42 @@ def run_experiment(
                 "imports that script again, so its code must sit under "
                 "'if __name__ == \"__main__\":' (or pass parallel=1)"
             )
-        parallel = 1  # the workers would run the script again; train in this process
-    prepare_data(profile, types, progress=verbose != 0, overwrite=overwrite)
-    check_data(profile, types, kinds)
-    jobs = [(kind, machine_type) for kind in kinds for machine_type in types]
-    done: dict[tuple[str, str], tuple[pd.DataFrame, dict]] = {}
+        return 1  # the workers would run the script again; train in this process
+    return int(parallel)
 
-    def finished(job: tuple[str, str], scores: pd.DataFrame, timing: dict) -> None:
+
+def _run_jobs(jobs: list[Job], parallel: int, retrain, verbose, log) -> list:
+    """Train (or reuse) and score every job: its (scores, timings row), in the jobs' order.
+
+    All jobs share one pool of ``parallel`` processes (:func:`_workers`), the runs of
+    several seeds too, so that no worker waits for a group to finish."""
+    done: dict[int, tuple[pd.DataFrame, dict]] = {}
+
+    def finished(index: int, scores: pd.DataFrame, timing: dict) -> None:
         reused = timing.pop("reused")
-        done[job] = scores, timing
+        done[index] = scores, timing
+        job = jobs[index]
         if log:
             line = tables.per_id_table(scores).iloc[-1]
             how = "saved model reused" if reused else f"trained in {timing['train_seconds']:.0f} s"
             log(
-                f"{job[0]:8s} {job[1]:12s} AUC {line.auc:5.1f}  pAUC {line.pauc:5.1f}  "
+                f"{job[1]:8s} {job[2]:12s} AUC {line.auc:5.1f}  pAUC {line.pauc:5.1f}  "
                 f"({timing['epochs_run']} epochs, {how})"
             )
 
-    if int(parallel) > 1 and len(jobs) > 1 and _share_the_gpu():
-        _train_in_processes(profile, jobs, int(parallel), retrain, verbose, finished)
+    if parallel > 1 and len(jobs) > 1 and _share_the_gpu():
+        _train_in_processes(jobs, parallel, retrain, verbose, finished)
     else:
-        for job in jobs:
-            finished(job, *_train_and_score(profile, *job, retrain, verbose))
-    scores = pd.concat([done[job][0] for job in jobs], ignore_index=True)
-    timings = pd.DataFrame([done[job][1] for job in jobs])
+        for index, job in enumerate(jobs):
+            finished(index, *_train_and_score(*job, retrain, verbose))
+    return [done[index] for index in range(len(jobs))]
+
+
+def _write_summary(profile: Profile, results: list) -> pd.DataFrame:
+    """Merge the (scores, timings row) of runs of ``profile`` into its results folder's
+    ``scores.csv``, ``table.csv`` and ``timings.csv``; return those runs' scores."""
+    scores = pd.concat([part for part, _ in results], ignore_index=True)
+    timings = pd.DataFrame([timing for _, timing in results])
     with exclusive(profile.results, "writing the results summary"):
         summary = merge_scores(_read_summary(profile.results / "scores.csv"), scores)
         write_csv(summary, profile.results / "scores.csv")
@@ -505,8 +534,27 @@ def _unguarded_script() -> str | None:
 def _train_and_score(
     profile: Profile, kind: str, machine_type: str, retrain: bool, verbose
 ) -> tuple[pd.DataFrame, dict]:
-    """Train (or reuse) and score one model: its scores and its row of ``timings.csv``."""
+    """Train (or reuse) and score one model: its scores and its row of ``timings.csv``.
+
+    A saved model whose saved scores are still those of the current clips and settings
+    (:func:`_saved_scores`) is not loaded at all: its row gives the times it took then."""
     start = time.perf_counter()
+    saved = None if retrain else _saved_scores(profile, kind, machine_type)
+    if saved is not None:
+        run_dir = _run_dir(profile, kind, machine_type)
+        run = json.loads((run_dir / "run.json").read_text())
+        scoring_seconds = read_json_object(run_dir / _SCORING_FILE).get("seconds", float("nan"))
+        timing = {
+            "model": kind,
+            "machine_type": machine_type,
+            "train_seconds": run["seconds"],
+            "epochs_run": run["epochs_run"],
+            "wall_seconds": time.perf_counter() - start,
+            "score_seconds": scoring_seconds,
+            "test_clips": len(saved),
+            "reused": True,
+        }
+        return saved, timing
     trained = train_machine_type(machine_type, kind, profile, retrain=retrain, verbose=verbose)
     trained_at = time.perf_counter()
     scores = score_machine_type(trained, profile, progress=verbose != 0)
@@ -553,13 +601,14 @@ def _share_the_gpu() -> bool:
     return False
 
 
-def _cost(profile: Profile, job: tuple[str, str]) -> float:
+def _cost(job: Job) -> float:
     """A rough size of a training job, to start the longest first."""
-    settings = profile.model(*job)
-    return paper.model_spec(job[0]).input_values * settings.epochs / settings.train_hop
+    profile, kind, machine_type = job
+    settings = profile.model(kind, machine_type)
+    return paper.model_spec(kind).input_values * settings.epochs / settings.train_hop
 
 
-def _train_in_processes(profile: Profile, jobs, parallel: int, retrain, verbose, finished):
+def _train_in_processes(jobs: list[Job], parallel: int, retrain, verbose, finished):
     """Run ``_train_and_score`` for every job, ``parallel`` at a time in spawned processes.
 
     The features are extracted here first (with every core), so that the workers only
@@ -567,20 +616,19 @@ def _train_in_processes(profile: Profile, jobs, parallel: int, retrain, verbose,
     the longest jobs
     start first, so that a long one does not start last.
     """
-    for machine_type in dict.fromkeys(t for _, t in jobs):
-        for params in {features.params_for(k) for k, t in jobs if t == machine_type}:
+    profile = jobs[0][0]  # the jobs' profiles differ in seed and results, not in data
+    for machine_type in dict.fromkeys(t for _, _, t in jobs):
+        for params in {features.params_for(k) for _, k, t in jobs if t == machine_type}:
             load_features(profile, machine_type, "train", "normal", params, verbose != 0)
             load_features(profile, machine_type, "test", None, params, verbose != 0)
-    ordered = sorted(jobs, key=lambda job: -_cost(profile, job))
+    ordered = sorted(range(len(jobs)), key=lambda index: -_cost(jobs[index]))
     pool = ProcessPoolExecutor(
         max_workers=min(parallel, len(jobs)),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_quiet.load_tensorflow_quietly,  # its start-up lines, as in the CLI
     )
     try:
-        futures = {
-            pool.submit(_worker_job, profile, *job, retrain, verbose): job for job in ordered
-        }
+        futures = {pool.submit(_worker_job, *jobs[i], retrain, verbose): i for i in ordered}
         for future in as_completed(futures):
             finished(futures[future], *future.result())
     except BaseException:
@@ -949,7 +997,9 @@ def _saved_scores(profile: Profile, kind: str, machine_type: str) -> pd.DataFram
     try:
         if training.model_identity(json.loads(run_file.read_text()).get("record") or {}) != record:
             return None
-        if read_json_object(run_dir / _SCORING_FILE) != _scoring(profile, kind, machine_type):
+        scoring_record = read_json_object(run_dir / _SCORING_FILE)
+        settings = _scoring(profile, kind, machine_type)
+        if {key: scoring_record.get(key) for key in settings} != settings:
             return None  # scored with other settings (or by a version that did not say)
         written = scores_file.stat().st_mtime_ns
         if any(Path(p).stat().st_mtime_ns > written for p in test.path):
@@ -1013,14 +1063,19 @@ def seed_scores(
     ]
     saved = {run: _saved_scores(seed_profile(profile, run[0]), *run[1:]) for run in runs}
     missing = sorted(run for run, scores in saved.items() if scores is None)
-    # Each seed's missing runs of a kind train together, as run_experiment trains them
-    # (several at once where the profile's acceleration says so).
-    for (run_seed, kind), group in itertools.groupby(missing, key=lambda run: run[:2]):
-        group = [machine_type for _, _, machine_type in group]
-        run = seed_profile(profile, run_seed)
-        run_experiment(run, group, [kind], verbose=verbose, log=None)
-        for machine_type in group:  # read back as a later call reads them
-            saved[run_seed, kind, machine_type] = _saved_scores(run, kind, machine_type)
+    if missing:
+        # Every missing run of every seed trains in one pool, as run_experiment trains a
+        # seed's (several at once where the profile's acceleration says so).
+        parallel = _workers(profile, None)
+        prepare_data(profile, types, progress=verbose != 0)
+        check_data(profile, types, kinds)
+        jobs = [(seed_profile(profile, run_seed), kind, t) for run_seed, kind, t in missing]
+        done = _run_jobs(jobs, parallel, False, verbose, None)
+        for _, group in itertools.groupby(range(len(jobs)), key=lambda i: missing[i][0]):
+            group = list(group)
+            _write_summary(jobs[group[0]][0], [done[i] for i in group])
+            for i in group:  # read back as a later call reads them
+                saved[missing[i]] = _saved_scores(*jobs[i])
     parts = [saved[run].assign(seed=run[0]) for run in runs]
     return pd.concat(parts, ignore_index=True)
 

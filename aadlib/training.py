@@ -150,15 +150,23 @@ class ModelFileError(ValueError):
     """A saved model, checkpoint or training record cannot be read; the message says which."""
 
 
+#: Seconds of training between two checkpoints. An interrupted session loses about this
+#: much (or one epoch, where an epoch takes longer); writing a checkpoint after every
+#: one-second epoch of the quick profile took a quarter of its training time.
+CHECKPOINT_SECONDS = 30.0
+
+
 class EarlyStopping(keras.callbacks.Callback):
     """Early stopping on the validation loss, the one mechanism of every trained model
     (the autoencoders and chapter 7's ID classifiers).
 
     One row per epoch goes into :attr:`history`, with the epoch's seconds. Without a
     ``run_dir`` it keeps the best weights in memory. With one, it survives an interrupted
-    session: at each epoch's end it writes, each atomically and in this order, the model with its
-    optimizer state (``epoch-<N>.keras``), the best weights when they improved
-    (``best-<N>.weights.h5``), and last the state (``state.json``) that names both files.
+    session: at the end of the first epoch that ends ``every`` seconds (default
+    :data:`CHECKPOINT_SECONDS`) or more after the last checkpoint, it writes, each atomically
+    and in this order, the model with its optimizer state (``epoch-<N>.keras``), the best
+    weights when they improved since (``best-<N>.weights.h5``), and last the state
+    (``state.json``) that names both files.
     A kill at any moment leaves a state whose files exist and belong to it; files the
     state no longer names are removed after it is written. At the end of training the
     best weights are restored, as Keras' ``EarlyStopping(restore_best_weights=True)``
@@ -172,18 +180,25 @@ class EarlyStopping(keras.callbacks.Callback):
         run_dir: Path | None = None,
         record: dict | None = None,
         state: dict | None = None,
+        every: float | None = None,
     ):
         super().__init__()
         self.patience, self.min_delta = patience, min_delta
         self.run_dir, self.record = run_dir, record or {}
+        self.every = CHECKPOINT_SECONDS if every is None else every
         state = state or {}
         self.best = state.get("best", math.inf)
         self.best_epoch = state.get("best_epoch", -1)
         self.best_file = state.get("best_file")
+        self._best_written = self.best_epoch  # the epoch whose weights best_file holds
         self.wait = state.get("wait", 0)
         self.history: list[dict] = state.get("history", [])
         self.best_weights = None
         self._epoch_start = 0.0
+        self._last_write = time.perf_counter()
+
+    def on_train_begin(self, logs=None):
+        self._last_write = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
@@ -202,16 +217,17 @@ class EarlyStopping(keras.callbacks.Callback):
             self.wait += 1
             if self.patience is not None and self.wait >= self.patience:
                 self.model.stop_training = True
-        if self.run_dir is not None:
-            self._write(epoch, improved)
+        if self.run_dir is not None and time.perf_counter() - self._last_write >= self.every:
+            self._write(epoch)
 
-    def _write(self, epoch: int, improved: bool) -> None:
+    def _write(self, epoch: int) -> None:
         model_file = f"epoch-{epoch + 1:04d}.keras"
         weights = 4 * self.model.count_params()  # float32 weights; Adam keeps two more
         write_atomic(self.run_dir / model_file, self.model.save, 3 * weights)
-        if improved:
-            self.best_file = f"best-{epoch + 1:04d}.weights.h5"
-            write_atomic(self.run_dir / self.best_file, self.model.save_weights, weights)
+        if self.best_epoch != self._best_written:
+            self.best_file = f"best-{self.best_epoch + 1:04d}.weights.h5"
+            write_atomic(self.run_dir / self.best_file, self._save_best_weights, weights)
+            self._best_written = self.best_epoch
         state = {
             "record": self.record,
             "epoch": epoch + 1,
@@ -228,6 +244,16 @@ class EarlyStopping(keras.callbacks.Callback):
         for path in self.run_dir.iterdir():
             if path.name.startswith(("epoch-", "best-")) and path.name not in keep:
                 path.unlink(missing_ok=True)
+        self._last_write = time.perf_counter()
+
+    def _save_best_weights(self, path: Path) -> None:
+        """Save the best epoch's weights, which an earlier epoch than the current may hold."""
+        current = self.model.get_weights()
+        self.model.set_weights(self.best_weights)
+        try:
+            self.model.save_weights(path)
+        finally:
+            self.model.set_weights(current)
 
     def restore_best(self) -> None:
         """Put the best epoch's weights back (nothing to do without early stopping)."""
@@ -394,11 +420,12 @@ def fit_autoencoder(
 ) -> pd.DataFrame:
     """Train an autoencoder on normal clips with early stopping; return the history.
 
-    With ``run_dir``, every epoch is checkpointed there and a later call with the
-    same folder resumes from the last finished epoch (an interrupted Colab session
-    loses at most one epoch), provided the checkpoint was written for the same
-    :func:`run_record` (``record`` says what else identifies the run: data, model
-    settings, code version). The model ends with the best validation weights.
+    With ``run_dir``, training is checkpointed there (every :data:`CHECKPOINT_SECONDS`,
+    at the end of an epoch) and a later call with the same folder resumes from the last
+    checkpoint (an interrupted Colab session loses about that much, or one epoch),
+    provided the checkpoint was written for the same :func:`run_record` (``record`` says
+    what else identifies the run: data, model settings, code version). The model ends
+    with the best validation weights.
     ``scaler`` z-normalises each batch. ``acceleration`` (default
     :class:`aadlib.profiles.Acceleration`'s, decided for this machine) sets how the steps
     run: batches per compiled call, XLA, prefetching to the GPU; none of them changes

@@ -74,6 +74,15 @@ CLIPS = [
 
 
 @pytest.fixture
+def checkpoint_every_epoch(monkeypatch):
+    """Checkpoints after every epoch, however short: the resume tests interrupt a training
+    after a given epoch, which the default half-minute interval would not have saved."""
+    from aadlib import training
+
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)
+
+
+@pytest.fixture
 def data_root(tmp_path) -> Path:
     """A data root with two machine types, short clips and some junk files to ignore."""
     root = tmp_path / "data"

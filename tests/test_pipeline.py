@@ -14,6 +14,8 @@ import pytest
 
 from aadlib import data, pipeline, profiles, reference, tables, training
 
+pytestmark = pytest.mark.usefixtures("checkpoint_every_epoch")
+
 
 @pytest.fixture(scope="module")
 def experiment(tiny):
@@ -39,6 +41,28 @@ def test_trained_model_is_reused_not_retrained(tiny, experiment):
     saved = json.loads((third.run_dir / "run.json").read_text())
     assert saved["record"]["config"]["seed"] == 1
     assert json.loads(record)["record"]["config"]["seed"] == 0
+
+
+@pytest.mark.slow
+def test_a_second_run_reads_saved_scores_without_loading_a_model(tiny, experiment, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded although its saved scores are current")
+
+    monkeypatch.setattr(pipeline, "train_machine_type", no_loading)
+    again = pipeline.run_experiment(tiny, ["valve"], ("dense", "cnn"), log=None)
+    pd.testing.assert_frame_equal(again, experiment, check_dtype=False)
+    timings = pd.read_csv(tiny.results / "timings.csv").set_index("model")
+    runs = {
+        kind: json.loads((tiny.results / kind / "valve" / "run.json").read_text())
+        for kind in ("dense", "cnn")
+    }
+    for kind, run in runs.items():  # the times of the run that made the model and its scores
+        assert timings.loc[kind, "train_seconds"] == pytest.approx(run["seconds"])
+        assert timings.loc[kind, "score_seconds"] > 0
+    # Another score hop makes those scores stale: the model is needed again.
+    hops = {k: dataclasses.replace(s, score_hop=s.score_hop * 2) for k, s in tiny.models.items()}
+    with pytest.raises(AssertionError, match="saved scores are current"):
+        pipeline.run_experiment(tiny.replace(models=hops), ["valve"], ("dense",), log=None)
 
 
 @pytest.mark.slow

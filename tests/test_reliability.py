@@ -19,6 +19,8 @@ from helpers import closed_port, run_cli
 from aadlib import profiles, synth
 from aadlib._storage import write_atomic, write_csv
 
+pytestmark = pytest.mark.usefixtures("checkpoint_every_epoch")
+
 # --------------------------------------------------------------------------------------
 # Data sets: a tiny synthetic fan set per seed, made once, copied into each test
 # --------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from aadlib import models, pipeline, profiles, scoring, training
 from aadlib.profiles import Acceleration
 from aadlib.training import fit_autoencoder
 
+pytestmark = pytest.mark.usefixtures("checkpoint_every_epoch")
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # The current loop: one step per compiled call, no XLA.

@@ -24,6 +24,8 @@ from aadlib.training import (
     training_windows,
 )
 
+pytestmark = pytest.mark.usefixtures("checkpoint_every_epoch")
+
 # --------------------------------------------------------------------------------------
 # Splits and configuration
 # --------------------------------------------------------------------------------------
@@ -488,3 +490,58 @@ def test_recent_gain_is_what_the_learning_status_judges():
     bounced = pd.DataFrame({"val_loss": [1.0, 0.5, 0.9, 0.6, 0.55]})  # no new best lately
     assert recent_gain(bounced) < 0 and learning_status(bounced) == "plateau"
     assert recent_gain(falling.head(2)) is None and learning_status(falling.head(2)) == "too short"
+
+
+def test_checkpoints_are_spaced_in_time_and_hold_the_best_epoch(tmp_path, monkeypatch):
+    # Checkpoints follow the clock, not every epoch: a checkpoint written after the best
+    # epoch has passed must still hold that epoch's weights, not the current ones.
+    import aadlib.training as training
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    model = small_dense_model()
+    stopper = training.EarlyStopping(patience=5, run_dir=run_dir, every=3600.0)
+    stopper.set_model(model)
+    model.stop_training = False  # as Model.fit sets it
+    stopper.on_train_begin()
+    weights_at = {}
+    for epoch, val_loss in enumerate([1.0, 0.5, 0.7]):
+        model.set_weights([w + epoch for w in small_dense_model(seed=epoch).get_weights()])
+        weights_at[epoch] = model.get_weights()
+        if epoch == 2:
+            stopper.every = 0.0  # the half hour has passed: this epoch's end writes
+        stopper.on_epoch_begin(epoch)
+        stopper.on_epoch_end(epoch, {"loss": val_loss, "val_loss": val_loss})
+        written = sorted(p.name for p in run_dir.iterdir())
+        assert written == (
+            [] if epoch < 2 else ["best-0002.weights.h5", "epoch-0003.keras", "state.json"]
+        )
+    state = _state(run_dir)
+    assert (
+        state["epoch"] == 3
+        and state["best_epoch"] == 1
+        and state["best_file"] == "best-0002.weights.h5"
+    )
+    best = small_dense_model(seed=9)
+    best.load_weights(run_dir / state["best_file"])
+    for saved, expected in zip(best.get_weights(), weights_at[1]):
+        np.testing.assert_array_equal(saved, expected)
+    for current, expected in zip(model.get_weights(), weights_at[2]):  # training goes on as it was
+        np.testing.assert_array_equal(current, expected)
+
+
+def test_a_training_shorter_than_the_interval_writes_no_checkpoint(tmp_path, monkeypatch):
+    import aadlib.training as training
+
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 3600.0)
+    run_dir = tmp_path / "run"
+    history = fit_autoencoder(
+        small_dense_model(),
+        toy_logmels(),
+        "dense",
+        dense_config(epochs=3, patience=50),
+        run_dir=run_dir,
+        verbose=0,
+    )
+    assert list(history.epoch) == [1, 2, 3]
+    assert not any(run_dir.iterdir())  # nothing to resume from, nothing written
