@@ -277,6 +277,22 @@ def load_clip(
         raise AudioError(
             f"{path}: the file holds no samples. Delete it or re-download the data set."
         )
+    y = _checked_mono(path, data, mono)
+    if file_sr != sr:
+        if not resample:
+            raise AudioError(
+                f"{path}: sample rate {file_sr} Hz, expected {sr} Hz. Convert the data set, or "
+                "pass resample=True to load_clip to resample on loading."
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)
+    return y
+
+
+def _checked_mono(path: Path, data: np.ndarray, mono: str) -> np.ndarray:
+    """One channel of ``data`` (frames x channels) as ``mono`` says, checked to be finite
+    and not silent; the errors name ``path``."""
     if data.shape[1] > 1:
         if mono == "mean":
             data = data.mean(axis=1, keepdims=True)
@@ -297,15 +313,6 @@ def load_clip(
             f"{path}: the clip is digital silence (all samples zero); its log-mel energy is "
             "undefined. Remove it from the data set."
         )
-    if file_sr != sr:
-        if not resample:
-            raise AudioError(
-                f"{path}: sample rate {file_sr} Hz, expected {sr} Hz. Convert the data set, or "
-                "pass resample=True to load_clip to resample on loading."
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)
     return y
 
 

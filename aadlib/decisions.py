@@ -508,23 +508,27 @@ def cost_curve(
     anomaly = np.sort(_scores(anomaly_scores, "anomaly scores"))
     if not len(normal) or not len(anomaly):
         raise ValueError("the cost curve needs normal and anomalous scores")
-    if fpr_model == "gamma":
-        # FPR falls steadily as t rises, TPR only steps down where t passes an anomalous
-        # score: the cheapest threshold of each step is at its top, just below the next
-        # anomalous score; the last step (nothing flagged) ends where the FPR is nil.
-        shape, loc, scale = gamma_fit(normal)
-        top = max(anomaly[-1], stats.gamma.isf(1e-9, shape, loc=loc, scale=scale))
-        below = np.nextafter(np.unique(anomaly), -np.inf)
-        thresholds = np.concatenate([below, [top]])
-        fpr = stats.gamma.sf(thresholds, shape, loc=loc, scale=scale)
-    else:
-        thresholds = _candidate_thresholds(np.concatenate([normal, anomaly]))
-        fpr = _flag_counts(normal, thresholds) / len(normal)
+    thresholds, fpr = _candidates_and_fpr(normal, anomaly, fpr_model)
     tpr = _flag_counts(anomaly, thresholds) / len(anomaly)
     cost = expected_cost(
         fpr, tpr, cost_false_alarm=cost_false_alarm, cost_miss=cost_miss, prior=prior
     )
     return pd.DataFrame({"threshold": thresholds, "fpr": fpr, "tpr": tpr, "cost": cost})
+
+
+def _candidates_and_fpr(normal: np.ndarray, anomaly: np.ndarray, fpr_model: str) -> tuple:
+    """The candidate thresholds of :func:`cost_curve` (sorted scores given) and their FPR."""
+    if fpr_model == "empirical":
+        thresholds = _candidate_thresholds(np.concatenate([normal, anomaly]))
+        return thresholds, _flag_counts(normal, thresholds) / len(normal)
+    # FPR falls steadily as t rises, TPR only steps down where t passes an anomalous
+    # score: the cheapest threshold of each step is at its top, just below the next
+    # anomalous score; the last step (nothing flagged) ends where the FPR is nil.
+    shape, loc, scale = gamma_fit(normal)
+    top = max(anomaly[-1], stats.gamma.isf(1e-9, shape, loc=loc, scale=scale))
+    below = np.nextafter(np.unique(anomaly), -np.inf)
+    thresholds = np.concatenate([below, [top]])
+    return thresholds, stats.gamma.sf(thresholds, shape, loc=loc, scale=scale)
 
 
 def cost_threshold(
@@ -705,23 +709,25 @@ def fit_thresholds(
         by_id = per == "id" or (per == "auto" and counts.min() >= min_per_id)
         for machine_id in sorted(ids["machine_id"]):
             fitted = group[group["machine_id"] == machine_id] if by_id else group
-            try:
-                value = fit_threshold(fitted["score"], rule, quantile)
-                fitted_on = "ID" if by_id else "type"
-            except ValueError:  # too few held-out clips (or all equal): say what it needs
-                value, fitted_on = float("nan"), _unfitted(fitted, rule)
-            rows.append(
-                {
-                    **dict(zip(keys, group_key)),
-                    "machine_id": machine_id,
-                    "threshold": value,
-                    "rule": rule,
-                    "quantile": quantile,
-                    "fitted_on": fitted_on,
-                    "n_reference": len(fitted),
-                }
-            )
+            row = {**dict(zip(keys, group_key)), "machine_id": machine_id}
+            rows.append(_threshold_row(row, fitted, rule, quantile, "ID" if by_id else "type"))
     return _sorted(pd.DataFrame(rows))
+
+
+def _threshold_row(row: dict, fitted: pd.DataFrame, rule, quantile, fitted_on: str) -> dict:
+    """``row`` with the threshold that ``rule`` sets on the ``fitted`` clips' scores."""
+    try:
+        value = fit_threshold(fitted["score"], rule, quantile)
+    except ValueError:  # too few held-out clips (or all equal): say what it needs
+        value, fitted_on = float("nan"), _unfitted(fitted, rule)
+    return {
+        **row,
+        "threshold": value,
+        "rule": rule,
+        "quantile": quantile,
+        "fitted_on": fitted_on,
+        "n_reference": len(fitted),
+    }
 
 
 def decide(scores: pd.DataFrame, thresholds: pd.DataFrame) -> pd.DataFrame:

@@ -1038,7 +1038,7 @@ def id_classifier_rank(mean_auc: pd.Series, singles, training: pd.DataFrame) -> 
     learning status of each model and type (:func:`aadlib.pipeline.training_summary`
     with :func:`learning_statuses`). ``"its classifier score ranked 7th of 7 and its
     embedding distance 5th"``, followed by which ranked models stopped before their
-    plateau on some type, whose places a longer training may change.
+    plateau and on how many types, whose places a longer training may change.
     """
     singles = list(singles)
     ranks = mean_auc[singles].rank(ascending=False, method="min").astype(int)
@@ -1049,13 +1049,29 @@ def id_classifier_rank(mean_auc: pd.Series, singles, training: pd.DataFrame) -> 
         },
         len(singles),
     )
-    stopped = training.loc[training["status"] != "plateau", "model"]
-    unfinished = list(dict.fromkeys(wording.title(m) for m in stopped if m in singles))
-    if unfinished:
-        n = len(unfinished)
+    rows = training[training["model"].isin(singles)].assign(
+        title=lambda t: [wording.title(m) for m in t["model"]]
+    )
+    where = {}  # each unfinished model's title -> on which types it stopped early
+    for title, group in rows.groupby("title", sort=False):
+        types = group["machine_type"].nunique()
+        stopped = group.loc[group["status"] != "plateau", "machine_type"].nunique()  # any seed
+        if stopped:
+            where[title] = "every type" if stopped == types else f"{stopped} of {types} types"
+    if where:
+        n = len(where)
+        if len(set(where.values())) == 1:
+            said = (
+                f"{wording.join(f'the {name}' for name in where)} stopped before "
+                f"{wording.agree(n, 'its', 'their')} plateau on {next(iter(where.values()))}"
+            )
+        else:
+            (first, on), *others = where.items()
+            said = f"the {first} stopped before its plateau on {on}, " + ", ".join(
+                f"the {name} on {on}" for name, on in others
+            )
         words += (
-            f" ({wording.join(f'the {name}' for name in unfinished)} stopped before "
-            f"{wording.agree(n, 'its', 'their')} plateau on some types, so "
+            f" ({said}, so "
             f"{wording.agree(n, 'its place', 'their places')} may change with longer training)"
         )
     return words

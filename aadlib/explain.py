@@ -653,13 +653,7 @@ def occlusion(
     starts = list(range(0, length - band_width + 1, stride))
     if starts[-1] != length - band_width:
         starts.append(length - band_width)
-    variants = np.repeat(logmel[None], len(starts) + 1, axis=0)
-    for v, start in enumerate(starts, start=1):
-        band = slice(start, start + band_width)
-        if axis == "frequency":
-            variants[v, :, band] = fill[:, band]
-        else:
-            variants[v, band, :] = fill[band, :]
+    variants = _occluded(logmel, fill, starts, band_width, axis)
     scores = np.asarray(score_fn(variants), dtype=np.float64)
     if scores.shape != (len(variants),):
         raise ValueError(
@@ -673,6 +667,18 @@ def occlusion(
         total[start : start + band_width] += drop
         count[start : start + band_width] += 1
     return total / count
+
+
+def _occluded(logmel: np.ndarray, fill: np.ndarray, starts, band_width: int, axis: str):
+    """The clip, then one copy per band start with that band replaced by ``fill``."""
+    variants = np.repeat(logmel[None], len(starts) + 1, axis=0)
+    for v, start in enumerate(starts, start=1):
+        band = slice(start, start + band_width)
+        if axis == "frequency":
+            variants[v, :, band] = fill[:, band]
+        else:
+            variants[v, band, :] = fill[band, :]
+    return variants
 
 
 def normal_examples(
@@ -1254,6 +1260,34 @@ def show_maps(
     return fig, axes
 
 
+def _profile_line(ax, axis: str, where, values, **style) -> None:
+    """A profile along mel bins (drawn upright, beside the spectrogram) or along time."""
+    if axis == "frequency":
+        ax.plot(values, where, **style)
+    else:
+        ax.plot(where, values, **style)
+
+
+def _draw_explanation(main, panel, axis: str, values, colour, truth, threshold) -> None:
+    """One method's explanation along ``axis`` in its ``panel`` (an axes and its positions),
+    scaled to its maximum, and a line across the spectrogram at its top position: solid
+    for a hit of the ``truth`` (or without one), dashed for a miss."""
+    ax, where = panel
+    values = np.asarray(values, dtype=np.float64)
+    covered = np.isfinite(values)
+    if truth is not None:
+        covered &= np.isfinite(truth[axis])
+    valid = np.flatnonzero(covered)
+    top = int(valid[_top_position(values[valid])])
+    style = "-"
+    if truth is not None:
+        style = "-" if hit(values, truth[axis], threshold) else "--"
+    peak = np.nanmax(np.abs(values))
+    _profile_line(ax, axis, where, values / peak if peak > 0 else values, color=colour, lw=0.8)
+    line = main.axhline if axis == "frequency" else main.axvline
+    line(where[top], color=colour, ls=style, lw=1.4)
+
+
 def show_explanations(
     logmel: np.ndarray,
     explanations: Mapping[str, Mapping[str, np.ndarray]],
@@ -1294,17 +1328,10 @@ def show_explanations(
     )
     panels = {"frequency": (side, bins), "time": (bottom, times)}
     truth = truth_profiles(difference, params) if difference is not None else None
-
-    def draw(ax, axis, where, values, **style):
-        if axis == "frequency":
-            ax.plot(values, where, **style)
-        else:
-            ax.plot(where, values, **style)
-
     if truth is not None:
         for axis, (ax, where) in panels.items():
             scaled = truth[axis] / np.nanmax(truth[axis])
-            draw(ax, axis, where, scaled, color="black", lw=1.5, label="true difference")
+            _profile_line(ax, axis, where, scaled, color="black", lw=1.5, label="true difference")
             relevant = scaled >= threshold
             shade = ax.fill_betweenx if axis == "frequency" else ax.fill_between
             shade(where, 0, 1, where=relevant, color="0.75", alpha=0.6, step="mid", lw=0)
@@ -1313,20 +1340,7 @@ def show_explanations(
     for colour, (method, explanation) in zip(colours, explanations.items()):
         handles.append(Line2D([], [], color=colour, lw=2, label=method))
         for axis, values in explanation.items():
-            values = np.asarray(values, dtype=np.float64)
-            ax, where = panels[axis]
-            covered = np.isfinite(values)
-            if truth is not None:
-                covered &= np.isfinite(truth[axis])
-            valid = np.flatnonzero(covered)
-            top = int(valid[_top_position(values[valid])])
-            style = "-"
-            if truth is not None:
-                style = "-" if hit(values, truth[axis], threshold) else "--"
-            peak = np.nanmax(np.abs(values))
-            draw(ax, axis, where, values / peak if peak > 0 else values, color=colour, lw=0.8)
-            line = main.axhline if axis == "frequency" else main.axvline
-            line(where[top], color=colour, ls=style, lw=1.4)
+            _draw_explanation(main, panels[axis], axis, values, colour, truth, threshold)
     side.set(xlabel="scaled to max", title="per mel bin", xlim=(-0.5, 1.05))
     side.tick_params(labelleft=False)
     bottom.set(xlabel="time (s)", ylabel="scaled to max", ylim=(-0.5, 1.05))

@@ -238,22 +238,30 @@ def train_machine_type(
             verbose=verbose,
             acceleration=speed,
         )
-        seconds = time.perf_counter() - start
-        training.save_model(model, run_dir / "model.keras")
-        if scaler is not None:
-            scaler.save(run_dir / "scaler.npz")
-        write_csv(history, run_dir / "history.csv")
-        summary = {
-            "record": record,
-            "seconds": seconds,
-            "epochs_run": int(len(history)),
-            "device": describe_device(),
-            "data_seed": _data_seed(profile, machine_type),
-            # Checksums of what the run wrote: a reused model is the model trained here.
-            "files": {name: file_digest(run_dir / name) for name in _model_files(run_dir)},
-        }
-        write_text(run_dir / "run.json", json.dumps(summary, indent=1))
-    return TrainedModel(kind, machine_type, model, scaler, history, run_dir, seconds)
+        trained = TrainedModel(
+            kind, machine_type, model, scaler, history, run_dir, time.perf_counter() - start
+        )
+        _save_run(trained, record, _data_seed(profile, machine_type))
+    return trained
+
+
+def _save_run(trained: TrainedModel, record: dict, data_seed: int | None) -> None:
+    """Write a trained model's files, ``run.json`` last (what a later run reuses)."""
+    run_dir = trained.run_dir
+    training.save_model(trained.model, run_dir / "model.keras")
+    if trained.scaler is not None:
+        trained.scaler.save(run_dir / "scaler.npz")
+    write_csv(trained.history, run_dir / "history.csv")
+    summary = {
+        "record": record,
+        "seconds": trained.seconds,
+        "epochs_run": int(len(trained.history)),
+        "device": describe_device(),
+        "data_seed": data_seed,
+        # Checksums of what the run wrote: a reused model is the model trained here.
+        "files": {name: file_digest(run_dir / name) for name in _model_files(run_dir)},
+    }
+    write_text(run_dir / "run.json", json.dumps(summary, indent=1))
 
 
 def _data_seed(profile: Profile, machine_type: str) -> int | None:
@@ -860,23 +868,31 @@ def out_of_fold_scores(
         fold_of = _folds(table, folds, profile.seed)
         parts = []
         for fold in range(folds):
-            train_idx = fold_of.index[fold_of != fold]
             held_idx = fold_of.index[fold_of == fold]
-            clips = logmels.subset(train_idx)
-            set_seed(profile.seed + fold)
-            scaler = Scaler.fit(clips) if settings.normalise else None
-            model = models.build_model(kind, bn_momentum=profile.bn_momentum)
-            training.fit_autoencoder(
-                model, clips, kind, config, hop=settings.train_hop, scaler=scaler, verbose=0
+            train_idx = fold_of.index[fold_of != fold]
+            scores = _fold_scores(
+                profile, kind, settings, config, logmels, train_idx, held_idx, fold
             )
-            held = logmels.subset(held_idx)
-            scores = scoring.score_clips(model, held, kind, settings.score_hop, scaler=scaler)
             parts.append(table.loc[held_idx].assign(score=scores, role="out_of_fold", fold=fold))
         result = pd.concat(parts).sort_index().drop(columns=["split"])
         result.insert(0, "model", kind)
         write_csv(result, folder / "scores.csv")
         write_text(folder / "run.json", json.dumps({"record": record}, indent=1))
     return result
+
+
+def _fold_scores(profile, kind, settings, config, logmels, train_idx, held_idx, fold: int):
+    """Scores of the ``held_idx`` clips by a new model trained on the ``train_idx`` clips
+    (fold ``fold`` of :func:`out_of_fold_scores`, seeded by the profile's seed and fold)."""
+    clips = logmels.subset(train_idx)
+    set_seed(profile.seed + fold)
+    scaler = Scaler.fit(clips) if settings.normalise else None
+    model = models.build_model(kind, bn_momentum=profile.bn_momentum)
+    training.fit_autoencoder(
+        model, clips, kind, config, hop=settings.train_hop, scaler=scaler, verbose=0
+    )
+    held = logmels.subset(held_idx)
+    return scoring.score_clips(model, held, kind, settings.score_hop, scaler=scaler)
 
 
 def _saved_out_of_fold(folder: Path, record: dict) -> pd.DataFrame | None:

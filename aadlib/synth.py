@@ -795,39 +795,51 @@ def generate_dataset(
     if all(_is_complete(root / mtype, marker, keys) for mtype, keys, marker in requests):
         return root  # nothing to write: no lock needed (the folder may be read-only)
     with exclusive(root, f"generating the synthetic set in {root}"):
-        surveys = {
-            mtype: _Survey.of(root / mtype)
-            for mtype, keys, marker in requests
-            if not _is_complete(root / mtype, marker, keys)
-        }
-        foreign = {
-            s.folder: [p.relative_to(s.folder).as_posix() for p in s.foreign]
-            for s in surveys.values()
-            if s.foreign
-        }
-        if foreign and not overwrite:  # before any change to any type
-            raise FileExistsError(_foreign_message(foreign))
-        for mtype, keys, _ in requests:
-            if mtype in surveys and surveys[mtype].foreign:
-                _say_overwritten(surveys[mtype], {key.relpath for key in keys})
-        jobs = []
-        for mtype, keys, marker in requests:
-            if mtype in surveys:
-                manifest, missing = _prepare_type_dir(surveys[mtype], marker, keys)
-                jobs.append(_TypeJob(mtype, root / mtype, keys, marker, manifest, missing))
-        n_jobs = _default_jobs() if n_jobs is None else max(1, int(n_jobs))
-        total = sum(len(job.missing) for job in jobs)
-        try:
-            with _progress_bar(total, progress) as bar:
-                if n_jobs == 1 or total <= 1:
-                    _generate_serial(jobs, seed, bar)
-                else:
-                    _generate_parallel(jobs, seed, n_jobs, bar)
-        except BaseException:
-            for job in jobs:  # keep the records of the clips written so far
-                job.manifest.save()
-            raise
+        jobs = _type_jobs(root, requests, overwrite)
+        _render(jobs, seed, _default_jobs() if n_jobs is None else max(1, int(n_jobs)), progress)
     return root
+
+
+def _type_jobs(root: Path, requests, overwrite: bool) -> list[_TypeJob]:
+    """What each incomplete type folder still needs, after checking (all types first)
+    that no file the generator did not write would be replaced without ``overwrite``."""
+    surveys = {
+        mtype: _Survey.of(root / mtype)
+        for mtype, keys, marker in requests
+        if not _is_complete(root / mtype, marker, keys)
+    }
+    foreign = {
+        s.folder: [p.relative_to(s.folder).as_posix() for p in s.foreign]
+        for s in surveys.values()
+        if s.foreign
+    }
+    if foreign and not overwrite:  # before any change to any type
+        raise FileExistsError(_foreign_message(foreign))
+    for mtype, keys, _ in requests:
+        if mtype in surveys and surveys[mtype].foreign:
+            _say_overwritten(surveys[mtype], {key.relpath for key in keys})
+    jobs = []
+    for mtype, keys, marker in requests:
+        if mtype in surveys:
+            manifest, missing = _prepare_type_dir(surveys[mtype], marker, keys)
+            jobs.append(_TypeJob(mtype, root / mtype, keys, marker, manifest, missing))
+    return jobs
+
+
+def _render(jobs: list[_TypeJob], seed: int, n_jobs: int, progress: bool) -> None:
+    """Render the missing clips of every job, in ``n_jobs`` processes; on any failure,
+    the manifests keep the records of the clips written so far."""
+    total = sum(len(job.missing) for job in jobs)
+    try:
+        with _progress_bar(total, progress) as bar:
+            if n_jobs == 1 or total <= 1:
+                _generate_serial(jobs, seed, bar)
+            else:
+                _generate_parallel(jobs, seed, n_jobs, bar)
+    except BaseException:
+        for job in jobs:
+            job.manifest.save()
+        raise
 
 
 def recorded_recipe(type_dir: str | Path) -> dict | None:

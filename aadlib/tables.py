@@ -180,33 +180,44 @@ def per_id_table(
         only has NaN metrics (undefined) and is left out of its type's average. With a
         ``seed`` column, ``n_seeds`` counts the runs averaged (an average row: the fewest).
     """
-    pauc_fn = metrics.pauc_function(pauc)
     keys = [k for k in ("model", "machine_type") if k in scores.columns]
     rows, replicates = [], {}
-    seeded = "seed" in scores.columns
     for group_key, group in scores.groupby(keys + ["machine_id"], sort=True):
-        y, runs = _runs(group)
         row = dict(zip(keys + ["machine_id"], group_key))
-        defined = 0 < y.sum() < len(y)  # an ID with one label only has no ROC curve
-        row.update(
-            auc=np.mean([100 * metrics.auc(y, r) for r in runs]) if defined else np.nan,
-            pauc=np.mean([100 * pauc_fn(y, r) for r in runs]) if defined else np.nan,
-            n_normal=int((~y).sum()),
-            n_anomaly=int(y.sum()),
-        )
-        if seeded:
-            row["n_seeds"] = len(runs)
-        if ci and defined:
-            boot = metrics.bootstrap_runs(y, [runs], n_boot, _id_seed(seed, *group_key))
-            replicates[group_key] = (100 * boot["auc"][0], 100 * boot[f"pauc_{pauc}"][0])
-            _add_interval(row, *replicates[group_key], level)
-        elif ci:
-            row.update(auc_low=np.nan, auc_high=np.nan, pauc_low=np.nan, pauc_high=np.nan)
+        boot_seed = _id_seed(seed, *group_key) if ci else None
+        boot = _id_metrics(row, group, pauc, boot_seed, n_boot, level)
+        if boot is not None:
+            replicates[group_key] = boot
         rows.append(row)
     per_id = pd.DataFrame(rows)
     averages = _type_averages(per_id, keys, replicates if ci else None, level)
     per_id["machine_id"] = per_id["machine_id"].astype(int).astype(str)
     return _ordered(pd.concat([per_id, averages], ignore_index=True), keys)
+
+
+def _id_metrics(row: dict, group: pd.DataFrame, pauc: str, boot_seed, n_boot, level):
+    """Fill ``row`` with one ID's metrics (the mean over its runs) and, given a
+    ``boot_seed``, their interval; return the (AUC, pAUC) bootstrap replicates, if any."""
+    y, runs = _runs(group)
+    defined = 0 < y.sum() < len(y)  # an ID with one label only has no ROC curve
+    pauc_fn = metrics.pauc_function(pauc)
+    row.update(
+        auc=np.mean([100 * metrics.auc(y, r) for r in runs]) if defined else np.nan,
+        pauc=np.mean([100 * pauc_fn(y, r) for r in runs]) if defined else np.nan,
+        n_normal=int((~y).sum()),
+        n_anomaly=int(y.sum()),
+    )
+    if "seed" in group.columns:
+        row["n_seeds"] = len(runs)
+    if boot_seed is None:
+        return None
+    if not defined:
+        row.update(auc_low=np.nan, auc_high=np.nan, pauc_low=np.nan, pauc_high=np.nan)
+        return None
+    boot = metrics.bootstrap_runs(y, [runs], n_boot, boot_seed)
+    replicates = (100 * boot["auc"][0], 100 * boot[f"pauc_{pauc}"][0])
+    _add_interval(row, *replicates, level)
+    return replicates
 
 
 def _type_averages(per_id: pd.DataFrame, keys: list[str], replicates, level) -> pd.DataFrame:
@@ -273,24 +284,8 @@ def compare_models(
     """
     runs = _paired_runs(scores, first, second)
     rows, replicates = [], {}
-    for (machine_type, machine_id), group in runs.groupby(level=[0, 1], sort=True):
-        y = np.asarray(group.index.get_level_values("label") == "anomaly")
-        pair = [group[first].to_numpy().T, group[second].to_numpy().T]
-        key = (machine_type, machine_id)
-        boot = metrics.bootstrap_runs(y, pair, n_boot, _id_seed(seed, *key))
-        replicates[key] = (
-            100 * (boot["auc"][0] - boot["auc"][1]),
-            100 * (boot[f"pauc_{pauc}"][0] - boot[f"pauc_{pauc}"][1]),
-        )
-        point = [_mean_areas(y, r, pauc) for r in pair]
-        row = {
-            "machine_type": machine_type,
-            "machine_id": str(machine_id),
-            "auc_diff": 100 * (point[0][0] - point[1][0]),
-            "pauc_diff": 100 * (point[0][1] - point[1][1]),
-            "seeds_first": len(pair[0]),
-            "seeds_second": len(pair[1]),
-        }
+    for key, group in runs.groupby(level=[0, 1], sort=True):
+        row, replicates[key] = _id_difference(key, group, first, second, pauc, n_boot, seed)
         rows.append(_with_diff_interval(row, *replicates[key], level))
     table = pd.DataFrame(rows)
     groups = {
@@ -298,22 +293,52 @@ def compare_models(
     }
     for machine_type in dict.fromkeys(table["machine_type"]):
         rows.append(_rolled_up(table, machine_type, groups[machine_type], replicates, level))
-    if len(groups) > 1:  # every type weighted alike, as the paper's overall averages
-        per_type = {t: _mean_replicates(keys, replicates) for t, keys in groups.items()}
-        averages = pd.DataFrame(rows[len(table) :])
-        overall = {
-            "machine_type": "all types",
-            "machine_id": "average",
-            "auc_diff": averages["auc_diff"].mean(),
-            "pauc_diff": averages["pauc_diff"].mean(),
-            "seeds_first": int(averages["seeds_first"].min()),
-            "seeds_second": int(averages["seeds_second"].min()),
-        }
-        rows.append(_with_diff_interval(overall, *_mean_replicates(per_type, None), level))
+    if len(groups) > 1:
+        rows.append(
+            _overall_difference(pd.DataFrame(rows[len(table) :]), groups, replicates, level)
+        )
     result = _ordered(pd.DataFrame(rows), ["machine_type"])
     if training is not None:
         result["undecided"] = _undecided(result["machine_type"], (first, second), training)
     return result
+
+
+def _id_difference(key, group, first, second, pauc, n_boot, seed) -> tuple[dict, tuple]:
+    """One ID's row of :func:`compare_models` (``first`` minus ``second``, in points) and
+    the (AUC, pAUC) replicates of the difference, both models resampled with the same clips."""
+    y = np.asarray(group.index.get_level_values("label") == "anomaly")
+    pair = [group[first].to_numpy().T, group[second].to_numpy().T]
+    boot = metrics.bootstrap_runs(y, pair, n_boot, _id_seed(seed, *key))
+    replicates = (
+        100 * (boot["auc"][0] - boot["auc"][1]),
+        100 * (boot[f"pauc_{pauc}"][0] - boot[f"pauc_{pauc}"][1]),
+    )
+    point = [_mean_areas(y, r, pauc) for r in pair]
+    row = {
+        "machine_type": key[0],
+        "machine_id": str(key[1]),
+        "auc_diff": 100 * (point[0][0] - point[1][0]),
+        "pauc_diff": 100 * (point[0][1] - point[1][1]),
+        "seeds_first": len(pair[0]),
+        "seeds_second": len(pair[1]),
+    }
+    return row, replicates
+
+
+def _overall_difference(averages: pd.DataFrame, groups: dict, replicates: dict, level) -> dict:
+    """The ``"all types"`` row of :func:`compare_models` from its per-type ``averages``:
+    every type weighted alike, as the paper's overall averages, and its interval from the
+    mean of the types' mean replicates."""
+    per_type = {t: _mean_replicates(keys, replicates) for t, keys in groups.items()}
+    overall = {
+        "machine_type": "all types",
+        "machine_id": "average",
+        "auc_diff": averages["auc_diff"].mean(),
+        "pauc_diff": averages["pauc_diff"].mean(),
+        "seeds_first": int(averages["seeds_first"].min()),
+        "seeds_second": int(averages["seeds_second"].min()),
+    }
+    return _with_diff_interval(overall, *_mean_replicates(per_type, None), level)
 
 
 def _paired_runs(scores: pd.DataFrame, first: str, second: str) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -439,14 +440,76 @@ def fit_autoencoder(
     run_dir = Path(run_dir) if run_dir is not None else None
     speed = (acceleration or Acceleration()).on(gpu_visible())
     record = run_record(kind, hop, config, record, precision=_precision_of(model))
-    state = None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        state = _checkpoint_state(run_dir, record)
-        if state is None:
-            clear_checkpoints(run_dir)
-
+    state = _resumable_state(run_dir, record)
     train_set, val_set = training_windows(logmels, kind, config, hop=hop, scaler=scaler)
+    plan = _epoch_plan(train_set, val_set, config, speed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="mse",
+        jit_compile=speed.jit_compile,
+        steps_per_execution=plan.per_call,
+    )
+    if state is not None:
+        _resume_from(model, run_dir / state["model_file"])
+        done, budget = state["epoch"], config.epochs
+        log.info(
+            "%s: resuming the interrupted training after epoch %d of %d", run_dir, done, budget
+        )
+    stopper = EarlyStopping(config.patience, config.min_delta, run_dir, record, state)
+    stopper.set_model(model)  # also when no epoch is left to run
+    done = state["epoch"] if state else 0
+    finished = state is not None and (state.get("stopped") or done >= config.epochs)
+    if not finished:
+        _fit_epochs(model, stopper, train_set, val_set, plan, config.epochs, done, speed, verbose)
+    stopper.restore_best()
+    return pd.DataFrame(stopper.history)
+
+
+class _EpochPlan(NamedTuple):
+    steps: int | None  # training steps per epoch (None: the whole set)
+    val_steps: int | None
+    per_call: int  # batches per compiled call
+    repeat: bool  # whether the datasets repeat (an epoch is then its number of steps)
+
+
+def _fit_epochs(model, stopper, train_set, val_set, plan: _EpochPlan, epochs, done, speed, verbose):
+    """Train from epoch ``done`` to ``epochs`` (or until ``stopper`` stops it)."""
+    # Each pass over the training dataset is an epoch, in the order that the seed and the
+    # epoch's number give, so a resumed run sees the same order as an unbroken one.
+    train_data = train_set.as_tf_dataset(first_epoch=done)
+    val_data = val_set.as_tf_dataset() if val_set is not None else None
+    if speed.prefetch_to_device:
+        train_data = _prefetched(train_data, plan.repeat)
+        val_data = _prefetched(val_data, plan.repeat) if val_data is not None else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=epochs,
+            initial_epoch=done,
+            steps_per_epoch=plan.steps,
+            validation_steps=plan.val_steps,
+            callbacks=[stopper],
+            verbose=verbose,
+            shuffle=False,
+        )
+
+
+def _resumable_state(run_dir: Path | None, record: dict) -> dict | None:
+    """The checkpoint state to resume from in ``run_dir`` (created if missing), or
+    ``None``, after clearing any checkpoint that cannot be resumed."""
+    if run_dir is None:
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _checkpoint_state(run_dir, record)
+    if state is None:
+        clear_checkpoints(run_dir)
+    return state
+
+
+def _epoch_plan(train_set, val_set, config: TrainConfig, speed: Acceleration) -> _EpochPlan:
+    """How each epoch runs: its training and validation steps, batches per call."""
     cap = config.steps_per_epoch
     steps = min(cap, len(train_set)) if cap else None
     val_steps = min(cap, len(val_set)) if cap and val_set is not None else None
@@ -460,48 +523,7 @@ def fit_autoencoder(
     if repeat:
         steps = steps or len(train_set)
         val_steps = val_steps or (len(val_set) if val_set is not None else None)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="mse",
-        jit_compile=speed.jit_compile,
-        steps_per_execution=per_call,
-    )
-    if state is not None:
-        _resume_from(model, run_dir / state["model_file"])
-        log.info(
-            "%s: resuming the interrupted training after epoch %d of %d",
-            run_dir,
-            state["epoch"],
-            config.epochs,
-        )
-
-    stopper = EarlyStopping(config.patience, config.min_delta, run_dir, record, state)
-    stopper.set_model(model)  # also when no epoch is left to run
-    done = state["epoch"] if state else 0
-    finished = state is not None and (state.get("stopped") or done >= config.epochs)
-    if not finished:
-        # Each pass over the training dataset is an epoch, in the order that the seed and
-        # the epoch's number give, so a resumed run sees the same order as an unbroken one.
-        train_data = train_set.as_tf_dataset(first_epoch=done)
-        val_data = val_set.as_tf_dataset() if val_set is not None else None
-        if speed.prefetch_to_device:
-            train_data = _prefetched(train_data, repeat)
-            val_data = _prefetched(val_data, repeat) if val_data is not None else None
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
-            model.fit(
-                train_data,
-                validation_data=val_data,
-                epochs=config.epochs,
-                initial_epoch=done,
-                steps_per_epoch=steps,
-                validation_steps=val_steps,
-                callbacks=[stopper],
-                verbose=verbose,
-                shuffle=False,
-            )
-    stopper.restore_best()
-    return pd.DataFrame(stopper.history)
+    return _EpochPlan(steps, val_steps, per_call, repeat)
 
 
 def _resume_from(model: keras.Model, checkpoint: Path) -> None:

@@ -620,6 +620,18 @@ def test_id_classifier_rank_names_its_scores_places_and_unfinished_rivals():
     )
     words = detectors.id_classifier_rank(means, singles, stopped)
     assert words.endswith(
-        "(the Dense AE and the ID classifier stopped before their plateau on some types, "
+        "(the Dense AE and the ID classifier stopped before their plateau on every type, "
         "so their places may change with longer training)"
+    )
+    # A model finished on some types only is counted, not said to have stopped everywhere.
+    mixed = pd.concat(
+        [
+            stopped,
+            pd.DataFrame({"model": ["dense"], "machine_type": ["pump"], "status": ["plateau"]}),
+        ]
+    )
+    words = detectors.id_classifier_rank(means, singles, mixed)
+    assert words.endswith(
+        "(the Dense AE stopped before its plateau on 1 of 2 types, the ID classifier on every "
+        "type, so their places may change with longer training)"
     )
