@@ -291,12 +291,14 @@ def compare_models(
     groups = {
         t: [(t, int(i)) for i in ids] for t, ids in table.groupby("machine_type")["machine_id"]
     }
+    per_type = {t: _mean_replicates(keys, replicates) for t, keys in groups.items()}
     for machine_type in dict.fromkeys(table["machine_type"]):
-        rows.append(_rolled_up(table, machine_type, groups[machine_type], replicates, level))
+        ids = table[table["machine_type"] == machine_type]
+        rows.append(_average_difference(ids, machine_type, per_type[machine_type], level))
     if len(groups) > 1:
-        rows.append(
-            _overall_difference(pd.DataFrame(rows[len(table) :]), groups, replicates, level)
-        )
+        averages = pd.DataFrame(rows[len(table) :])
+        overall = _mean_replicates(per_type, None)
+        rows.append(_average_difference(averages, "all types", overall, level))
     result = _ordered(pd.DataFrame(rows), ["machine_type"])
     if training is not None:
         result["undecided"] = _undecided(result["machine_type"], (first, second), training)
@@ -323,22 +325,6 @@ def _id_difference(key, group, first, second, pauc, n_boot, seed) -> tuple[dict,
         "seeds_second": len(pair[1]),
     }
     return row, replicates
-
-
-def _overall_difference(averages: pd.DataFrame, groups: dict, replicates: dict, level) -> dict:
-    """The ``"all types"`` row of :func:`compare_models` from its per-type ``averages``:
-    every type weighted alike, as the paper's overall averages, and its interval from the
-    mean of the types' mean replicates."""
-    per_type = {t: _mean_replicates(keys, replicates) for t, keys in groups.items()}
-    overall = {
-        "machine_type": "all types",
-        "machine_id": "average",
-        "auc_diff": averages["auc_diff"].mean(),
-        "pauc_diff": averages["pauc_diff"].mean(),
-        "seeds_first": int(averages["seeds_first"].min()),
-        "seeds_second": int(averages["seeds_second"].min()),
-    }
-    return _with_diff_interval(overall, *_mean_replicates(per_type, None), level)
 
 
 def _paired_runs(scores: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
@@ -370,18 +356,19 @@ def _mean_replicates(keys, replicates: dict | None) -> tuple[np.ndarray, np.ndar
     return np.mean([a for a, _ in parts], axis=0), np.mean([p for _, p in parts], axis=0)
 
 
-def _rolled_up(table: pd.DataFrame, machine_type: str, keys, replicates, level) -> dict:
-    """A type's ``average`` row of a comparison: the mean over its IDs, and its interval."""
-    ids = table[table["machine_type"] == machine_type]
+def _average_difference(rows: pd.DataFrame, machine_type: str, replicates, level) -> dict:
+    """An ``average`` row of a comparison: the mean of ``rows`` (a type's IDs, or the
+    types' averages for ``"all types"``, every type weighted alike as in the paper's
+    overall averages) with the interval of their mean ``replicates``."""
     row = {
         "machine_type": machine_type,
         "machine_id": "average",
-        "auc_diff": ids["auc_diff"].mean(),
-        "pauc_diff": ids["pauc_diff"].mean(),
-        "seeds_first": int(ids["seeds_first"].min()),
-        "seeds_second": int(ids["seeds_second"].min()),
+        "auc_diff": rows["auc_diff"].mean(),
+        "pauc_diff": rows["pauc_diff"].mean(),
+        "seeds_first": int(rows["seeds_first"].min()),
+        "seeds_second": int(rows["seeds_second"].min()),
     }
-    return _with_diff_interval(row, *_mean_replicates(keys, replicates), level)
+    return _with_diff_interval(row, *replicates, level)
 
 
 def _undecided(machine_types: pd.Series, models, training: pd.DataFrame) -> list[str]:
