@@ -221,35 +221,69 @@ def _id_metrics(row: dict, group: pd.DataFrame, pauc: str, boot_seed, n_boot, le
 
 
 def _type_averages(per_id: pd.DataFrame, keys: list[str], replicates, level) -> pd.DataFrame:
-    """The ``average`` row of each type: the IDs' mean, and (given the IDs' bootstrap
-    ``replicates``) the interval of the mean of their replicates."""
+    """The ``average`` row of each type (:func:`_roll_up` of its IDs)."""
     averages = []
     for type_key, ids in per_id.groupby(keys, sort=False):
-        row = dict(zip(keys, type_key if isinstance(type_key, tuple) else (type_key,)))
-        row.update(
-            machine_id="average",
-            auc=ids["auc"].mean(),
-            pauc=ids["pauc"].mean(),
-            n_normal=int(ids["n_normal"].sum()),
-            n_anomaly=int(ids["n_anomaly"].sum()),
-        )
-        if "n_seeds" in ids.columns:
-            row["n_seeds"] = int(ids["n_seeds"].min())
+        names = dict(zip(keys, type_key if isinstance(type_key, tuple) else (type_key,)))
+        members = None
         if replicates is not None:
             id_keys = (tuple(r[k] for k in keys + ["machine_id"]) for _, r in ids.iterrows())
-            per_group = [replicates[key] for key in id_keys if key in replicates]
-            if per_group:
-                auc = np.mean([auc for auc, _ in per_group], axis=0)
-                _add_interval(row, auc, np.mean([p for _, p in per_group], axis=0), level)
-            else:
-                row.update(auc_low=np.nan, auc_high=np.nan, pauc_low=np.nan, pauc_high=np.nan)
-        averages.append(row)
+            members = [replicates[key] for key in id_keys if key in replicates]
+        averages.append(_roll_up(ids, members, level, **names, machine_id="average")[0])
     return pd.DataFrame(averages)
 
 
-def _add_interval(row: dict, auc_replicates, pauc_replicates, level: float) -> None:
-    row["auc_low"], row["auc_high"] = metrics.interval(auc_replicates, level)
-    row["pauc_low"], row["pauc_high"] = metrics.interval(pauc_replicates, level)
+#: How a roll-up row sums up its members' columns (those the members have).
+_ROLL_UP = {
+    "auc": "mean",
+    "pauc": "mean",
+    "n_normal": "sum",
+    "n_anomaly": "sum",
+    "n_seeds": "min",
+    "auc_diff": "mean",
+    "pauc_diff": "mean",
+    "seeds_first": "min",
+    "seeds_second": "min",
+}
+
+
+def _roll_up(members: pd.DataFrame, replicates: list | None, level: float, **row):
+    """One step of the roll-up ID -> type -> all types (or fold -> average over folds):
+    ``row`` with the members' metrics averaged (every member weighted alike, as the
+    paper's averages are) and, given the members' bootstrap ``replicates`` (an (AUC,
+    pAUC) pair each), the interval of their mean. Returns the row and that mean (the
+    replicates of the next step), ``None`` without replicates. A difference table (with
+    ``auc_diff``) gets difference intervals and ``beyond_noise``."""
+    for name, how in _ROLL_UP.items():
+        if name in members.columns:
+            value = members[name].agg(how)
+            row[name] = float(value) if how == "mean" else int(value)
+    difference = "auc_diff" in members.columns
+    if replicates is None:
+        return row, None
+    if not replicates:  # no member has a defined metric
+        _add_interval(row, np.array([np.nan]), np.array([np.nan]), level, difference)
+        return row, None
+    mean = tuple(np.mean([r[i] for r in replicates], axis=0) for i in (0, 1))
+    _add_interval(row, *mean, level, difference)
+    return row, mean
+
+
+def _add_interval(row: dict, auc, pauc, level: float, difference: bool = False) -> dict:
+    """Intervals of the AUC and pAUC ``replicates`` into ``row``; for a ``difference`` of
+    two models, ``auc_diff_low`` and so on, and ``beyond_noise`` (the AUC interval
+    excludes 0)."""
+    suffix = "_diff" if difference else ""
+    for name, replicates in (("auc", auc), ("pauc", pauc)):
+        if np.isnan(replicates).all():
+            row[f"{name}{suffix}_low"] = row[f"{name}{suffix}_high"] = np.nan
+        else:
+            row[f"{name}{suffix}_low"], row[f"{name}{suffix}_high"] = metrics.interval(
+                replicates, level
+            )
+    if difference:
+        row["beyond_noise"] = not row["auc_diff_low"] <= 0 <= row["auc_diff_high"]
+    return row
 
 
 def compare_models(
@@ -286,19 +320,19 @@ def compare_models(
     rows, replicates = [], {}
     for key, group in runs.groupby(level=[0, 1], sort=True):
         row, replicates[key] = _id_difference(key, group, first, second, pauc, n_boot, seed)
-        rows.append(_with_diff_interval(row, *replicates[key], level))
+        rows.append(_add_interval(row, *replicates[key], level, difference=True))
     table = pd.DataFrame(rows)
-    groups = {
-        t: [(t, int(i)) for i in ids] for t, ids in table.groupby("machine_type")["machine_id"]
-    }
-    per_type = {t: _mean_replicates(keys, replicates) for t, keys in groups.items()}
-    for machine_type in dict.fromkeys(table["machine_type"]):
-        ids = table[table["machine_type"] == machine_type]
-        rows.append(_average_difference(ids, machine_type, per_type[machine_type], level))
-    if len(groups) > 1:
+    per_type = []
+    for machine_type, ids in table.groupby("machine_type", sort=False):
+        members = [replicates[machine_type, int(i)] for i in ids["machine_id"]]
+        row, mean = _roll_up(ids, members, level, machine_type=machine_type, machine_id="average")
+        rows.append(row)
+        per_type.append(mean)
+    if len(per_type) > 1:  # every type weighted alike, as the paper's overall averages
         averages = pd.DataFrame(rows[len(table) :])
-        overall = _mean_replicates(per_type, None)
-        rows.append(_average_difference(averages, "all types", overall, level))
+        rows.append(
+            _roll_up(averages, per_type, level, machine_type="all types", machine_id="average")[0]
+        )
     result = _ordered(pd.DataFrame(rows), ["machine_type"])
     if training is not None:
         result["undecided"] = _undecided(result["machine_type"], (first, second), training)
@@ -350,27 +384,6 @@ def _mean_areas(y: np.ndarray, runs: np.ndarray, pauc: str) -> tuple[float, floa
     return float(np.mean(area)), float(np.mean(metrics.standardise(partial, pauc)))
 
 
-def _mean_replicates(keys, replicates: dict | None) -> tuple[np.ndarray, np.ndarray]:
-    """The mean over groups of their (AUC, pAUC) replicates: a roll-up's resamples."""
-    parts = [replicates[k] for k in keys] if replicates is not None else list(keys.values())
-    return np.mean([a for a, _ in parts], axis=0), np.mean([p for _, p in parts], axis=0)
-
-
-def _average_difference(rows: pd.DataFrame, machine_type: str, replicates, level) -> dict:
-    """An ``average`` row of a comparison: the mean of ``rows`` (a type's IDs, or the
-    types' averages for ``"all types"``, every type weighted alike as in the paper's
-    overall averages) with the interval of their mean ``replicates``."""
-    row = {
-        "machine_type": machine_type,
-        "machine_id": "average",
-        "auc_diff": rows["auc_diff"].mean(),
-        "pauc_diff": rows["pauc_diff"].mean(),
-        "seeds_first": int(rows["seeds_first"].min()),
-        "seeds_second": int(rows["seeds_second"].min()),
-    }
-    return _with_diff_interval(row, *replicates, level)
-
-
 def _undecided(machine_types: pd.Series, models, training: pd.DataFrame) -> list[str]:
     """Per row, the models (of ``models``) that stopped while improving on that type."""
     improving = training[training["status"] != "plateau"]
@@ -384,13 +397,6 @@ def _undecided(machine_types: pd.Series, models, training: pd.DataFrame) -> list
         ]
         named.append(", ".join(these))
     return named
-
-
-def _with_diff_interval(row: dict, auc_diff, pauc_diff, level: float) -> dict:
-    row["auc_diff_low"], row["auc_diff_high"] = metrics.interval(auc_diff, level)
-    row["pauc_diff_low"], row["pauc_diff_high"] = metrics.interval(pauc_diff, level)
-    row["beyond_noise"] = not row["auc_diff_low"] <= 0 <= row["auc_diff_high"]
-    return row
 
 
 def results_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -693,27 +699,22 @@ def fold_table(
     for model, part in scores.groupby("model", sort=False):
         folds = sorted(part["fold"].unique())
         areas, partials = _fold_replicates(part, folds, n_boot, _id_seed(seed, model))
-        paucs = metrics.standardise(partials, pauc)
-        point = {}
-        for fold in folds:
-            rows_f = part[part["fold"] == fold]
-            y, s = (rows_f["label"] == "anomaly").to_numpy(), rows_f["score"].to_numpy()
-            point[fold] = (100 * metrics.auc(y, s), 100 * pauc_fn(y, s))
-        point["average"] = tuple(np.mean(list(point.values()), axis=0))
+        replicates = list(zip(100 * areas, 100 * metrics.standardise(partials, pauc)))
+        fold_rows = []
+        for fold, fold_replicates in zip(folds, replicates):
+            counted = part[part["fold"] == fold]
+            y, s = (counted["label"] == "anomaly").to_numpy(), counted["score"].to_numpy()
+            row = {"model": model, "fold": str(fold), "auc": 100 * metrics.auc(y, s)}
+            row.update(pauc=100 * pauc_fn(y, s), n_normal=int((~y).sum()), n_anomaly=int(y.sum()))
+            fold_rows.append(_add_interval(row, *fold_replicates, level))
+        average = _roll_up(pd.DataFrame(fold_rows), replicates, level, model=model, fold="average")[
+            0
+        ]
+        # The anomalous clips are tested in every fold: the average counts each clip once.
         unique = part.drop_duplicates(["label", "index"])
-        for i, fold in enumerate([*folds, "average"]):
-            counted = unique if fold == "average" else part[part["fold"] == fold]
-            row = {
-                "model": model,
-                "fold": str(fold),
-                "auc": point[fold][0],
-                "pauc": point[fold][1],
-                "n_normal": int((counted["label"] == "normal").sum()),
-                "n_anomaly": int((counted["label"] == "anomaly").sum()),
-            }
-            pick = slice(None) if fold == "average" else slice(i, i + 1)
-            _add_interval(row, 100 * areas[pick].mean(0), 100 * paucs[pick].mean(0), level)
-            rows.append(row)
+        average["n_normal"] = int((unique["label"] == "normal").sum())
+        average["n_anomaly"] = int((unique["label"] == "anomaly").sum())
+        rows += [*fold_rows, average]
     return pd.DataFrame(rows)
 
 
