@@ -243,6 +243,10 @@ def _profile(args) -> profiles.Profile:
         results=args.results,
         seed=getattr(args, "seed", None) if args.command != "synth" else None,
     )
+    other_seed = profile.seed != profiles.PROFILES[profile.name].seed
+    if getattr(args, "epochs", None) or getattr(args, "score_hop", None) or other_seed:
+        # Another schedule or seed than the runs a profile ships: those kinds train here.
+        profile = profile.trained_here()
     if getattr(args, "epochs", None):
         profile = profile.with_models(epochs=args.epochs)
     if getattr(args, "score_hop", None):
@@ -449,7 +453,8 @@ def cmd_train(args) -> int:
         train_machine_type,
     )
 
-    profile = _profile(args)
+    # `aadlib train` trains: also the kinds whose runs the profile ships.
+    profile = _profile(args).trained_here(*args.models)
     _check_folders(args, profile)
     types = machine_types_of(profile, args.types)
     prepare_data(profile, types, progress=sys.stderr.isatty(), overwrite=args.overwrite)

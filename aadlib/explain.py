@@ -27,26 +27,22 @@ recordings have no clean twin: on the real data only the explanations can be sho
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
 
 from . import detectors, paper, scoring, soundmodel, training
 from .data import list_clips, load_clip, parse_clip_name
 from .features import FeatureParams, clip_log_mel, frame_windows, log_mel, params_for
+from .metrics import HIT_THRESHOLD, hit, random_hit_rate, top_position, wilson_interval
 from .profiles import Profile
 from .training import TrainedModel
 
 __all__ = [
     "AXES",
-    "THRESHOLD",
     "NORMAL_CLIPS",
     "Twin",
     "clean_twin",
@@ -55,9 +51,6 @@ __all__ = [
     "true_difference",
     "collapse",
     "truth_profiles",
-    "hit",
-    "random_hit_rate",
-    "wilson_interval",
     "normal_clips",
     "NormalReference",
     "normal_reference",
@@ -83,16 +76,10 @@ __all__ = [
     "where_methods_point",
     "relevant_shares",
     "choose_examples",
-    "show_twin",
-    "show_maps",
-    "show_explanations",
 ]
 
 #: The two explanations of a clip: one value per mel bin, one value per frame.
 AXES: tuple[str, ...] = ("frequency", "time")
-#: A position counts as part of the anomaly where the true difference is at least this
-#: fraction of its maximum.
-THRESHOLD = 0.5
 #: Normal clips that make a detector's normal reference (see :func:`normal_clips`).
 NORMAL_CLIPS = 6
 
@@ -294,94 +281,6 @@ def truth_profiles(difference: np.ndarray, params: FeatureParams = FeatureParams
     inner[:edge] = np.nan
     inner[len(inner) - edge :] = np.nan
     return {axis: collapse(inner, axis) for axis in AXES}
-
-
-# --------------------------------------------------------------------------- scoring rule
-
-
-def _positions(explanation, truth) -> tuple[np.ndarray, np.ndarray]:
-    explanation = np.asarray(explanation, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    if explanation.shape != truth.shape or explanation.ndim != 1:
-        raise ValueError(
-            f"explanation and truth must be 1-D of the same length, got shapes "
-            f"{explanation.shape} and {truth.shape}"
-        )
-    valid = np.isfinite(explanation) & np.isfinite(truth)
-    return explanation[valid], truth[valid]
-
-
-def _relevant(truth: np.ndarray, threshold: float) -> np.ndarray:
-    """Positions where the true difference is at least ``threshold`` of its maximum."""
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], not {threshold}")
-    peak = truth.max() if len(truth) else 0.0
-    if not peak > 0.0:
-        raise ValueError("the true difference is zero everywhere: nothing to find")
-    return truth >= threshold * peak
-
-
-def _top_position(explanation: np.ndarray) -> int:
-    """Index of the highest value; ties go to the middle one of the tied positions."""
-    explanation = np.asarray(explanation, dtype=np.float64)
-    best = np.flatnonzero(explanation == np.nanmax(explanation))
-    return int(best[len(best) // 2])
-
-
-def hit(explanation, truth, threshold: float = THRESHOLD) -> bool:
-    """Whether an explanation's top-ranked position lies where the anomaly is. Chapter 8.
-
-    Parameters
-    ----------
-    explanation, truth
-        1-D arrays of the same length: one value per mel bin (or per frame). Positions
-        where either is NaN (frames no model window covered, say) are left out.
-    threshold
-        The top position must have a true difference of at least ``threshold`` times the
-        maximum true difference. Ties of the explanation go to the middle tied position.
-
-    Raises
-    ------
-    ValueError
-        The true difference is zero everywhere (a clip without anomaly).
-    """
-    explanation, truth = _positions(explanation, truth)
-    relevant = _relevant(truth, threshold)
-    return bool(relevant[_top_position(explanation)])
-
-
-def random_hit_rate(truth, threshold: float = THRESHOLD, explanation=None) -> float:
-    """The hit probability of a random explanation: the share of relevant positions. Chapter 8.
-
-    A random explanation ranks a position drawn uniformly on top, so it hits with
-    probability the fraction of positions whose true difference is at least ``threshold``
-    of the maximum. Given ``explanation``, only the positions it covers count (as in
-    :func:`hit`).
-    """
-    truth = np.asarray(truth, dtype=np.float64)
-    if explanation is not None:
-        _, truth = _positions(explanation, truth)
-    else:
-        truth = truth[np.isfinite(truth)]
-    return float(np.mean(_relevant(truth, threshold)))
-
-
-def wilson_interval(hits: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson's score interval for a proportion of ``hits`` out of ``n``. Chapter 8.
-
-    Unlike the normal approximation it stays inside [0, 1] and is informative at 0 or
-    ``n`` hits; ``(nan, nan)`` when ``n`` is 0.
-    """
-    if n <= 0:
-        return math.nan, math.nan
-    if not 0 <= hits <= n:
-        raise ValueError(f"hits must be between 0 and n={n}, not {hits}")
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    p = hits / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # --------------------------------------------------------------------------- autoencoders
@@ -944,7 +843,7 @@ def explain_clips(
     return explained
 
 
-def evaluate(explained: Sequence[ExplainedClip], threshold: float = THRESHOLD) -> pd.DataFrame:
+def evaluate(explained: Sequence[ExplainedClip], threshold: float = HIT_THRESHOLD) -> pd.DataFrame:
     """Score every explanation of every clip against the clip's true difference. Chapter 8.
 
     Parameters
@@ -979,7 +878,7 @@ def evaluate(explained: Sequence[ExplainedClip], threshold: float = THRESHOLD) -
                         "axis": axis,
                         "hit": hit(values, truth, threshold),
                         "random": random_hit_rate(truth, threshold, values),
-                        "top": int(covered[_top_position(np.asarray(values)[covered])]),
+                        "top": int(covered[top_position(np.asarray(values)[covered])]),
                     }
                 )
     return pd.DataFrame(rows)
@@ -1061,7 +960,7 @@ def hit_rate_table(rates: pd.DataFrame, axis: str, digits: int = 2) -> pd.DataFr
 
 
 def where_methods_point(
-    explained: Sequence[ExplainedClip], parts: int = 10, threshold: float = THRESHOLD
+    explained: Sequence[ExplainedClip], parts: int = 10, threshold: float = HIT_THRESHOLD
 ) -> pd.DataFrame:
     """Where each method's top positions fall, against the truth. Chapter 8.
 
@@ -1084,7 +983,7 @@ def where_methods_point(
                 covered = np.flatnonzero(np.isfinite(values) & np.isfinite(truth))
                 if not len(covered) or not np.nanmax(truth) > 0:
                     continue
-                top = int(covered[_top_position(np.asarray(values)[covered])])
+                top = int(covered[top_position(np.asarray(values)[covered])])
                 kept = np.full(len(truth), np.nan)
                 kept[covered] = truth[covered]  # uncovered positions: no value, no share
                 found.setdefault((clip.kind, method, axis), []).append((top, kept))
@@ -1120,7 +1019,7 @@ def _pointing(key: tuple, tops: list, parts: int, threshold: float) -> dict:
 
 
 def relevant_shares(
-    explained: Sequence[ExplainedClip], threshold: float = THRESHOLD
+    explained: Sequence[ExplainedClip], threshold: float = HIT_THRESHOLD
 ) -> pd.DataFrame:
     """How concentrated each kind's true difference is, per axis. Chapter 8.
 
@@ -1173,183 +1072,3 @@ def choose_examples(results: pd.DataFrame, axis: str = "frequency") -> pd.DataFr
     ]
     rows = [table.iloc[0].to_dict() | {"role": role} for role, table in picks if len(table)]
     return pd.DataFrame(rows, columns=["role", *keys, "hits", "methods"])
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def _frame_seconds(n_frames: int, params: FeatureParams = FeatureParams()) -> float:
-    return n_frames * params.hop_length / params.sr
-
-
-def show_twin(twin: Twin, figsize=(12, 6.5), params: FeatureParams = FeatureParams()):
-    """An anomalous clip, its clean twin and their difference, one above the other. Chapter 8.
-
-    Returns ``(fig, axes)``.
-    """
-    anomalous, clean = twin.log_mels(params)
-    difference = twin.difference(params)
-    seconds = _frame_seconds(len(anomalous), params)
-    extent = (0, seconds, 0, anomalous.shape[1])
-    low, high = np.percentile(np.concatenate([anomalous, clean]), [1, 99.5])
-    fig, axes = plt.subplots(3, 1, figsize=figsize, sharex=True, layout="constrained")
-    panels = (
-        (anomalous, "anomalous clip", "magma", low, high, "dB"),
-        (clean, "its clean twin (the anomaly not planted)", "magma", low, high, "dB"),
-        (
-            difference,
-            "|difference|",
-            "viridis",
-            0,
-            max(np.percentile(difference, 99.5), 1e-3),
-            "dB",
-        ),
-    )
-    for ax, (values, title, cmap, vmin, vmax, unit) in zip(axes, panels, strict=True):
-        image = ax.imshow(
-            values.T,
-            origin="lower",
-            aspect="auto",
-            extent=extent,
-            cmap=cmap,
-            vmin=vmin,
-            vmax=vmax,
-            interpolation="nearest",
-        )
-        fig.colorbar(image, ax=ax, label=unit, pad=0.01)
-        ax.set(ylabel="mel bin", title=title)
-    axes[-1].set_xlabel("time (s)")
-    fig.suptitle(twin.title)
-    return fig, axes
-
-
-def show_maps(
-    maps: Mapping[str, np.ndarray],
-    title: str | None = None,
-    unit: str = "error above normal",
-    figsize=(12, 5),
-    params: FeatureParams = FeatureParams(),
-):
-    """Explanation maps ``(n_frames, n_mels)``, one above the other, zero in white. Chapter 8.
-
-    Each map gets a diverging colour scale symmetric around zero (to its 99th percentile
-    of absolute values), so that red is blamed and blue is rebuilt better than normal;
-    NaN (frames no window covers) is grey. Returns ``(fig, axes)``.
-    """
-    fig, axes = plt.subplots(len(maps), 1, figsize=figsize, sharex=True, layout="constrained")
-    axes = np.atleast_1d(axes)
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.7")
-    for ax, (name, values) in zip(axes, maps.items(), strict=True):
-        values = np.asarray(values, dtype=np.float64)
-        limit = float(np.nanpercentile(np.abs(values), 99)) or 1.0
-        image = ax.imshow(
-            np.ma.masked_invalid(values).T,
-            origin="lower",
-            aspect="auto",
-            extent=(0, _frame_seconds(len(values), params), 0, values.shape[1]),
-            cmap=cmap,
-            vmin=-limit,
-            vmax=limit,
-            interpolation="nearest",
-        )
-        fig.colorbar(image, ax=ax, label=unit, pad=0.01)
-        ax.set(ylabel="mel bin", title=name)
-    axes[-1].set_xlabel("time (s)")
-    if title:
-        fig.suptitle(title)
-    return fig, axes
-
-
-def _profile_line(ax, axis: str, where, values, **style) -> None:
-    """A profile along mel bins (drawn upright, beside the spectrogram) or along time."""
-    if axis == "frequency":
-        ax.plot(values, where, **style)
-    else:
-        ax.plot(where, values, **style)
-
-
-def _draw_explanation(main, panel, axis: str, values, colour, truth, threshold) -> None:
-    """One method's explanation along ``axis`` in its ``panel`` (an axes and its positions),
-    scaled to its maximum, and a line across the spectrogram at its top position: solid
-    for a hit of the ``truth`` (or without one), dashed for a miss."""
-    ax, where = panel
-    values = np.asarray(values, dtype=np.float64)
-    covered = np.isfinite(values)
-    if truth is not None:
-        covered &= np.isfinite(truth[axis])
-    valid = np.flatnonzero(covered)
-    top = int(valid[_top_position(values[valid])])
-    style = "-"
-    if truth is not None:
-        style = "-" if hit(values, truth[axis], threshold) else "--"
-    peak = np.nanmax(np.abs(values))
-    _profile_line(ax, axis, where, values / peak if peak > 0 else values, color=colour, lw=0.8)
-    line = main.axhline if axis == "frequency" else main.axvline
-    line(where[top], color=colour, ls=style, lw=1.4)
-
-
-def show_explanations(
-    logmel: np.ndarray,
-    explanations: Mapping[str, Mapping[str, np.ndarray]],
-    difference: np.ndarray | None = None,
-    title: str | None = None,
-    threshold: float = THRESHOLD,
-    figsize=(12, 5.5),
-    params: FeatureParams = FeatureParams(),
-):
-    """A clip's spectrogram with each method's explanations and top bin and frame. Chapter 8.
-
-    The side panel shows each method's frequency explanation, the bottom panel its time
-    explanation, each scaled to its own maximum; each method's top-ranked bin and frame
-    is drawn as a line across the spectrogram. Given the true ``difference`` (synthetic
-    clips), its profiles are drawn in black, the region a hit must fall in (at least
-    ``threshold`` of the maximum) is shaded, and a top position is a solid line for a hit,
-    a dashed one for a miss. Returns ``(fig, (main, side, bottom))``.
-    """
-    logmel = np.asarray(logmel)
-    seconds = _frame_seconds(len(logmel), params)
-    times = (np.arange(len(logmel)) + 0.5) * seconds / len(logmel)
-    bins = np.arange(logmel.shape[1]) + 0.5
-    fig = plt.figure(figsize=figsize, layout="constrained")
-    grid = fig.add_gridspec(2, 2, width_ratios=(5, 1.2), height_ratios=(3, 1.2))
-    main = fig.add_subplot(grid[0, 0])
-    side = fig.add_subplot(grid[0, 1], sharey=main)
-    bottom = fig.add_subplot(grid[1, 0], sharex=main)
-    low, high = np.percentile(logmel, [1, 99.5])
-    main.imshow(
-        logmel.T,
-        origin="lower",
-        aspect="auto",
-        extent=(0, seconds, 0, logmel.shape[1]),
-        cmap="magma",
-        vmin=low,
-        vmax=high,
-        interpolation="nearest",
-    )
-    panels = {"frequency": (side, bins), "time": (bottom, times)}
-    truth = truth_profiles(difference, params) if difference is not None else None
-    if truth is not None:
-        for axis, (ax, where) in panels.items():
-            scaled = truth[axis] / np.nanmax(truth[axis])
-            _profile_line(ax, axis, where, scaled, color="black", lw=1.5, label="true difference")
-            relevant = scaled >= threshold
-            shade = ax.fill_betweenx if axis == "frequency" else ax.fill_between
-            shade(where, 0, 1, where=relevant, color="0.75", alpha=0.6, step="mid", lw=0)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    handles = []
-    for colour, (method, explanation) in zip(colours, explanations.items()):
-        handles.append(Line2D([], [], color=colour, lw=2, label=method))
-        for axis, values in explanation.items():
-            _draw_explanation(main, panels[axis], axis, values, colour, truth, threshold)
-    side.set(xlabel="scaled to max", title="per mel bin", xlim=(-0.5, 1.05))
-    side.tick_params(labelleft=False)
-    bottom.set(xlabel="time (s)", ylabel="scaled to max", ylim=(-0.5, 1.05))
-    main.set(ylabel="mel bin", title=title)
-    main.tick_params(labelbottom=False)
-    if truth is not None:
-        handles.append(
-            Line2D([], [], color="black", lw=1.5, label="true difference (shaded: relevant)")
-        )
-    if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small")
-    return fig, (main, side, bottom)

@@ -13,9 +13,16 @@ Two definitions of pAUC at a false-positive rate of at most 0.1 are in use:
   0.05, a perfect one 1.0.
 
 Both are computed from the same ROC curve; every table names the one it shows.
+
+Chapter 8 scores explanations against a known truth with a hit rule (:func:`hit`), the
+rate a random explanation would reach (:func:`random_hit_rate`) and Wilson intervals of
+hit rates (:func:`wilson_interval`); they are here too.
 """
 
 from __future__ import annotations
+
+import math
+from statistics import NormalDist
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -23,6 +30,11 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from .paper import MAX_FPR
 
 __all__ = [
+    "HIT_THRESHOLD",
+    "top_position",
+    "hit",
+    "random_hit_rate",
+    "wilson_interval",
     "auc",
     "pauc_mcclish",
     "pauc_dcase",
@@ -216,3 +228,99 @@ def interval(replicates, level: float = LEVEL) -> tuple[float, float]:
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(replicates, [tail, 100 - tail])
     return float(low), float(high)
+
+
+#: A position of an explanation counts as part of the anomaly where the true difference is
+#: at least this fraction of its maximum (chapter 8).
+HIT_THRESHOLD = 0.5
+
+
+# --------------------------------------------------------------------------------------
+# Explanations against the truth (chapter 8): the hit rule, its random rate, Wilson intervals
+# --------------------------------------------------------------------------------------
+
+
+def _positions(explanation, truth) -> tuple[np.ndarray, np.ndarray]:
+    explanation = np.asarray(explanation, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if explanation.shape != truth.shape or explanation.ndim != 1:
+        raise ValueError(
+            f"explanation and truth must be 1-D of the same length, got shapes "
+            f"{explanation.shape} and {truth.shape}"
+        )
+    valid = np.isfinite(explanation) & np.isfinite(truth)
+    return explanation[valid], truth[valid]
+
+
+def _relevant(truth: np.ndarray, threshold: float) -> np.ndarray:
+    """Positions where the true difference is at least ``threshold`` of its maximum."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], not {threshold}")
+    peak = truth.max() if len(truth) else 0.0
+    if not peak > 0.0:
+        raise ValueError("the true difference is zero everywhere: nothing to find")
+    return truth >= threshold * peak
+
+
+def top_position(explanation: np.ndarray) -> int:
+    """Index of an explanation's highest value; ties go to the middle one of the tied
+    positions (the rule of :func:`hit`). Chapter 8."""
+    explanation = np.asarray(explanation, dtype=np.float64)
+    best = np.flatnonzero(explanation == np.nanmax(explanation))
+    return int(best[len(best) // 2])
+
+
+def hit(explanation, truth, threshold: float = HIT_THRESHOLD) -> bool:
+    """Whether an explanation's top-ranked position lies where the anomaly is. Chapter 8.
+
+    Parameters
+    ----------
+    explanation, truth
+        1-D arrays of the same length: one value per mel bin (or per frame). Positions
+        where either is NaN (frames no model window covered, say) are left out.
+    threshold
+        The top position must have a true difference of at least ``threshold`` times the
+        maximum true difference. Ties of the explanation go to the middle tied position.
+
+    Raises
+    ------
+    ValueError
+        The true difference is zero everywhere (a clip without anomaly).
+    """
+    explanation, truth = _positions(explanation, truth)
+    relevant = _relevant(truth, threshold)
+    return bool(relevant[top_position(explanation)])
+
+
+def random_hit_rate(truth, threshold: float = HIT_THRESHOLD, explanation=None) -> float:
+    """The hit probability of a random explanation: the share of relevant positions. Chapter 8.
+
+    A random explanation ranks a position drawn uniformly on top, so it hits with
+    probability the fraction of positions whose true difference is at least ``threshold``
+    of the maximum. Given ``explanation``, only the positions it covers count (as in
+    :func:`hit`).
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    if explanation is not None:
+        _, truth = _positions(explanation, truth)
+    else:
+        truth = truth[np.isfinite(truth)]
+    return float(np.mean(_relevant(truth, threshold)))
+
+
+def wilson_interval(hits: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval for a proportion of ``hits`` out of ``n``. Chapter 8.
+
+    Unlike the normal approximation it stays inside [0, 1] and is informative at 0 or
+    ``n`` hits; ``(nan, nan)`` when ``n`` is 0.
+    """
+    if n <= 0:
+        return math.nan, math.nan
+    if not 0 <= hits <= n:
+        raise ValueError(f"hits must be between 0 and n={n}, not {hits}")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = hits / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -67,6 +67,10 @@ __all__ = [
     "out_of_fold_scores",
     "unseen_normal_scores",
     "validation_scores",
+    "run_history",
+    "shipped_run",
+    "shipped_provenance",
+    "export_shipped_run",
     "autoencoder_scores",
     "seed_scores",
     "seed_profile",
@@ -162,16 +166,19 @@ def load_features(
 
 
 def _run_dir(profile: Profile, kind: str, machine_type: str) -> Path:
-    return profile.results / kind / machine_type
+    # A shipped run's copy has a folder of its own: a model of the kind trained here
+    # (Profile.trained_here) keeps its files beside it.
+    shipped = profile.model(kind, machine_type).shipped
+    return profile.results / (f"{kind}-shipped" if shipped else kind) / machine_type
 
 
 def _identity(profile: Profile, kind: str, machine_type: str, params, train_paths) -> dict:
     """What, besides the schedule, makes two training runs the same (see run.json)."""
     settings = dataclasses.asdict(profile.model(kind, machine_type))
     return {
-        # Scoring settings and how many runs a chapter averages are left out: changing them
-        # re-scores with the same model, or adds runs beside it.
-        "model": {k: v for k, v in settings.items() if k not in ("score_hop", "seeds")},
+        # Scoring settings, how many runs a chapter averages and whether the run is shipped
+        # are left out: changing them re-scores with the same model, or adds runs beside it.
+        "model": {k: v for k, v in settings.items() if k not in ("score_hop", "seeds", "shipped")},
         "bn_momentum": profile.bn_momentum,
         "features": _params(profile, params).as_dict(),
         "data": features.cache_key(train_paths, _params(profile, params)),
@@ -205,10 +212,16 @@ def train_machine_type(
     instead (pass ``retrain=True`` to train anew); an interrupted training resumes
     from its checkpoint when nothing about the run has changed.
     """
+    settings = profile.model(kind, machine_type)
+    if settings.shipped:
+        raise ValueError(
+            f"profile {profile.name!r} does not train the {paper.MODELS[kind].title} on "
+            f"{machine_type}: it reads the scores of a run shipped with aadlib "
+            f"(pipeline.shipped_run). To train one here, pass profile.trained_here({kind!r})"
+        )
     run_dir = _run_dir(profile, kind, machine_type)
     params = features.params_for(kind)
     table, logmels = load_features(profile, machine_type, "train", "normal", params, verbose != 0)
-    settings = profile.model(kind, machine_type)
     config = _train_config(profile, kind, machine_type)
     identity = _identity(profile, kind, machine_type, params, table.path)
     speed = profile.acceleration.on(training.gpu_visible())
@@ -495,7 +508,9 @@ def _run_jobs(jobs: list[Job], parallel: int, retrain, verbose, log) -> list:
         job = jobs[index]
         if log:
             line = tables.per_id_table(scores).iloc[-1]
-            how = "saved model reused" if reused else f"trained in {timing['train_seconds']:.0f} s"
+            how = f"trained in {timing['train_seconds']:.0f} s"
+            if reused:
+                how = "shipped run read" if timing["shipped"] else "saved model reused"
             log(
                 f"{job[1]:8s} {job[2]:12s} AUC {line.auc:5.1f}  pAUC {line.pauc:5.1f}  "
                 f"({timing['epochs_run']} epochs, {how})"
@@ -560,6 +575,8 @@ def _train_and_score(
             "wall_seconds": time.perf_counter() - start,
             "score_seconds": scoring_seconds,
             "test_clips": len(saved),
+            # A shipped run's times are those of the machine that made it (its run.json).
+            "shipped": profile.model(kind, machine_type).shipped,
             "reused": True,
         }
         return saved, timing
@@ -575,6 +592,7 @@ def _train_and_score(
         "wall_seconds": scored_at - start,
         "score_seconds": scored_at - trained_at,
         "test_clips": len(scores),
+        "shipped": False,
         "reused": trained.reused,
     }
     return scores, timing
@@ -752,6 +770,7 @@ def profile_departures(names=None) -> pd.DataFrame:
         put(f"{kind}: frames between scored windows", "paper", spec.hop)
         put(f"{kind}: z-normalised input", "paper", "yes" if spec.normalise else "no")
         put(f"{kind}: training runs (seeds)", "paper", 1)
+        put(f"{kind}: trained", "paper", "in the run")
     for name in names:
         profile = PROFILES[name]
         data_kind = {"real": "real (development set)", "folder": "your own (DCASE layout)"}.get(
@@ -771,9 +790,11 @@ def profile_departures(names=None) -> pd.DataFrame:
             put(f"{kind}: frames between scored windows", name, settings.score_hop)
             put(f"{kind}: z-normalised input", name, "yes" if settings.normalise else "no")
             put(f"{kind}: training runs (seeds)", name, settings.seeds)
+            trained = "once, shipped with aadlib" if settings.shipped else "in the run"
+            put(f"{kind}: trained", name, trained)
         for (kind, machine_type), settings in profile.overrides.items():
             put(
-                f"{kind} on {machine_type} (chapter 4's type)",
+                f"{kind} on {machine_type}",
                 name,
                 f"{settings.epochs} epochs, a window every {settings.train_hop} frames",
             )
@@ -972,11 +993,15 @@ def validation_scores(
 
     Each model is trained, or loaded when it was trained before
     (:func:`train_machine_type`); :func:`score_training_clips` scores its clips.
-    ``aadlib evaluate`` sets its decision thresholds from these.
+    ``aadlib evaluate`` sets its decision thresholds from these. A shipped run's are
+    read from aadlib's resources (:func:`shipped_run`).
     """
     parts = []
     for kind in kinds:
         for machine_type in machine_types_of(profile, machine_types):
+            if profile.model(kind, machine_type).shipped:
+                parts.append(_shipped_validation(profile, kind, machine_type))
+                continue
             trained = train_machine_type(machine_type, kind, profile, verbose=0)
             clips = score_training_clips(trained, profile, progress)
             parts.append(clips[clips["role"] == "validation"])
@@ -993,8 +1018,11 @@ def _saved_scores(profile: Profile, kind: str, machine_type: str) -> pd.DataFram
 
     They are, when the run record in ``run.json`` is the one the profile's settings and
     the current training files give (a retrained model deletes its old scores), and the
-    scores file lists the current test clips and is newer than each of them.
+    scores file lists the current test clips and is newer than each of them. A shipped
+    run's scores (:func:`shipped_run`) are read from aadlib's resources.
     """
+    if profile.model(kind, machine_type).shipped:
+        return _shipped_scores(profile, kind, machine_type)
     run_dir = _run_dir(profile, kind, machine_type)
     scores_file, run_file = run_dir / "scores.csv", run_dir / "run.json"
     if not (scores_file.is_file() and run_file.is_file()):
@@ -1027,6 +1055,200 @@ def _saved_scores(profile: Profile, kind: str, machine_type: str) -> pd.DataFram
     if not same_clips or set(scores["model"]) != {kind}:
         return None
     return scores.assign(path=list(test["path"]))  # paths as score_machine_type gives them
+
+
+# --------------------------------------------------------------------------------------
+# Runs shipped with aadlib (a model the book does not train: ModelSettings.shipped)
+# --------------------------------------------------------------------------------------
+
+#: Where shipped runs live: ``<profile>/<kind>/<machine type>/`` under the package's resources.
+SHIPPED_RESOURCE = "shipped"
+_SHIPPED_FILES = ("run.json", "history.csv", "scores.csv", "validation.csv")
+
+
+def _shipped_root():
+    return data.resource(SHIPPED_RESOURCE)
+
+
+def _shipped_dir(profile: Profile, kind: str, machine_type: str | None = None):
+    folder = _shipped_root() / profile.name / kind
+    return folder if machine_type is None else folder / machine_type
+
+
+def _shipped_settings(profile: Profile, kind: str, machine_type: str) -> dict:
+    settings = dataclasses.asdict(profile.model(kind, machine_type))
+    settings.pop("shipped")
+    return settings
+
+
+def _data_identity(profile: Profile, machine_type: str) -> dict:
+    """What a shipped run's scores depend on in the data: the generator's recipe and the
+    content of every clip (:func:`aadlib.synth.clips_digest`)."""
+    type_dir = profile.data_root / machine_type
+    recipe = synth.recorded_recipe(type_dir) or {}
+    return {
+        "generator_version": recipe.get("version"),
+        "seed": recipe.get("seed"),
+        "clips": synth.clips_digest(type_dir),
+    }
+
+
+def export_shipped_run(profile: Profile, kind: str, provenance: dict, machine_types=None) -> Path:
+    """Write the runs of ``kind`` trained under ``profile`` as the runs shipped with aadlib.
+
+    For ``tools/ship_runs.py``: each type's history, test scores (paths relative to the
+    data folder) and record (settings, data identity, times), and ``provenance.json``
+    (command, machine, date, training seconds) for the whole run. Returns the folder written.
+    """
+    if profile.data != "synthetic":
+        raise ValueError("only runs on synthetic data can be shipped: others cannot be checked")
+    target = Path(str(_shipped_dir(profile, kind)))
+    types = machine_types_of(profile, machine_types)
+    for machine_type in types:
+        run_dir = _run_dir(profile, kind, machine_type)
+        run = json.loads((run_dir / "run.json").read_text())
+        scores = tables.check_scores(pd.read_csv(run_dir / "scores.csv"), run_dir / "scores.csv")
+        # The clips the run held out for validation, scored: aadlib evaluate's thresholds.
+        trained = train_machine_type(machine_type, kind, profile, verbose=0)  # loaded
+        held_out = score_training_clips(trained, profile).query("role == 'validation'")
+        folder = target / machine_type
+        folder.mkdir(parents=True, exist_ok=True)
+        for table, name in ((scores, "scores.csv"), (held_out, "validation.csv")):
+            relative = [Path(p).relative_to(profile.data_root).as_posix() for p in table.path]
+            write_csv(table.assign(path=relative), folder / name)
+        write_csv(training.load_history(run_dir / "history.csv"), folder / "history.csv")
+        record = {
+            "settings": _shipped_settings(profile, kind, machine_type),
+            "bn_momentum": profile.bn_momentum,
+            "seed": profile.seed,
+            "data": _data_identity(profile, machine_type),
+            "aadlib": __version__,
+            "train_seconds": round(run["seconds"], 1),
+            "epochs_run": run["epochs_run"],
+            "score_seconds": round(read_json_object(run_dir / _SCORING_FILE)["seconds"], 1),
+            "device": run["device"],
+        }
+        write_text(folder / "run.json", json.dumps(record, indent=1))
+    seconds = [json.loads((target / t / "run.json").read_text())["train_seconds"] for t in types]
+    summary = {
+        **provenance,
+        "profile": profile.name,
+        "kind": kind,
+        "machine_types": types,
+        # Each run's own training time, added up (the runs may have trained side by side).
+        "train_seconds": round(sum(seconds), 1),
+    }
+    write_text(target / "provenance.json", json.dumps(summary, indent=1))
+    return target
+
+
+def shipped_provenance(profile: Profile, kind: str) -> dict:
+    """How the runs of ``kind`` shipped for ``profile`` were made: command, machine, date,
+    training seconds (``train_seconds``, the runs' times added up). Chapter 4."""
+    path = _shipped_dir(profile, kind) / "provenance.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"aadlib ships no {kind} runs for profile {profile.name!r} ({path} is missing): "
+            "reinstall aadlib, or make them with `python tools/ship_runs.py`"
+        )
+    return json.loads(path.read_text())
+
+
+def shipped_run(profile: Profile, kind: str, machine_type: str) -> dict:
+    """The record of the run of ``kind`` on ``machine_type`` shipped with aadlib, checked.
+    Chapters 4, 5.
+
+    Raises :class:`ValueError` when it was made with other settings than the profile's,
+    or on other clips than those in the profile's data folder (another generator version,
+    seed or difficulty table), saying what differs and how to make a new one.
+    """
+    folder = _shipped_dir(profile, kind, machine_type)
+    missing = [name for name in _SHIPPED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"aadlib ships no complete {kind} run for {machine_type} on profile "
+            f"{profile.name!r} ({', '.join(missing)} missing in {folder}): reinstall aadlib, "
+            "or make it with `python tools/ship_runs.py`"
+        )
+    record = json.loads((folder / "run.json").read_text())
+    wanted = {
+        "settings": _shipped_settings(profile, kind, machine_type),
+        "bn_momentum": profile.bn_momentum,
+        "seed": profile.seed,
+        "data": _data_identity(profile, machine_type),
+    }
+    differ = [key for key, value in wanted.items() if record.get(key) != value]
+    if differ:
+        detail = "; ".join(f"{k}: shipped {record.get(k)}, here {wanted[k]}" for k in differ)
+        raise ValueError(
+            f"the {kind} run shipped for {machine_type} (profile {profile.name!r}) was made "
+            f"with other {', '.join(differ)} than this run uses ({detail}). Make one for these "
+            "with `python tools/ship_runs.py`, or train the model here with "
+            f"profile.trained_here({kind!r})"
+        )
+    return record
+
+
+def _shipped_table(profile: Profile, path, clips: list, every: bool) -> pd.DataFrame:
+    """A shipped table of clip scores, its paths made those of ``clips`` in this data
+    folder: it must list ``every`` clip in order, or else some of them."""
+    with path.open("r", encoding="utf-8") as handle:
+        table = tables.check_scores(pd.read_csv(handle), path)
+    where = {Path(p).relative_to(profile.data_root).as_posix(): p for p in clips}
+    listed = list(table.path)
+    if (listed != list(where)) if every else not set(listed) <= set(where):
+        raise ValueError(
+            f"{path} lists other clips than {profile.data_root}: make the run again with "
+            "`python tools/ship_runs.py`"
+        )
+    return table.assign(path=[where[p] for p in table.path])
+
+
+def _shipped_validation(profile: Profile, kind: str, machine_type: str) -> pd.DataFrame:
+    """A shipped run's scores of the training clips it held out (:func:`validation_scores`)."""
+    shipped_run(profile, kind, machine_type)
+    train = data.type_clips(profile.data_root, machine_type)
+    train = train[(train.split == "train") & (train.label == "normal")]
+    path = _shipped_dir(profile, kind, machine_type) / "validation.csv"
+    return _shipped_table(profile, path, list(train.path), every=False)
+
+
+def _shipped_scores(profile: Profile, kind: str, machine_type: str) -> pd.DataFrame:
+    """A shipped run's test scores, checked (:func:`shipped_run`) and copied into the
+    run's results folder with its history, as a run trained here would leave them."""
+    record = shipped_run(profile, kind, machine_type)
+    folder = _shipped_dir(profile, kind, machine_type)
+    test = data.type_clips(profile.data_root, machine_type).query("split == 'test'")
+    scores = _shipped_table(profile, folder / "scores.csv", list(test.path), every=True)
+    run_dir = _run_dir(profile, kind, machine_type)
+    with exclusive(run_dir, f"copying the shipped {kind} run of {machine_type}"):
+        with (folder / "history.csv").open("r", encoding="utf-8") as handle:
+            write_csv(pd.read_csv(handle), run_dir / "history.csv")
+        write_csv(scores, run_dir / "scores.csv")
+        write_text(
+            run_dir / _SCORING_FILE,
+            json.dumps(
+                {**_scoring(profile, kind, machine_type), "seconds": record["score_seconds"]}
+            ),
+        )
+        summary = {
+            "shipped": record,
+            "seconds": record["train_seconds"],
+            "epochs_run": record["epochs_run"],
+            "device": record["device"],
+        }
+        write_text(run_dir / "run.json", json.dumps(summary, indent=1))
+    return scores
+
+
+def run_history(profile: Profile, kind: str, machine_type: str) -> pd.DataFrame:
+    """The training history (loss per epoch) of the profile's run of ``kind`` on
+    ``machine_type``: a shipped run's (:func:`shipped_run`), else the saved model's,
+    trained first where there is none. Chapter 4."""
+    if profile.model(kind, machine_type).shipped:
+        _shipped_scores(profile, kind, machine_type)  # checked and copied to its folder
+        return training.load_history(_run_dir(profile, kind, machine_type) / "history.csv")
+    return train_machine_type(machine_type, kind, profile, verbose=0).history
 
 
 def autoencoder_scores(

@@ -6,14 +6,19 @@ Every function takes ``ax=None`` (a new figure of ``figsize`` is made) and retur
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
+from . import metrics
 from .features import FeatureParams
+from .metrics import HIT_THRESHOLD
 from .paper import MAX_FPR, SAMPLE_RATE, model_spec
 from .wording import glue  # where chapters found it first; the wording module owns it
 
@@ -36,6 +41,9 @@ __all__ = [
     "reconstruction",
     "hourglass",
     "error_over_time",
+    "twin",
+    "explanation_maps",
+    "explanations",
 ]
 
 #: Colours of normal and anomalous clips in every figure.
@@ -452,3 +460,185 @@ def error_over_time(
     ax.plot(t, errors, label=label, **kwargs)
     ax.set(xlabel="time (s)", ylabel="window MSE", title=title)
     return fig, ax
+
+
+# --------------------------------------------------------------------------------------
+# Explanations (chapter 8)
+# --------------------------------------------------------------------------------------
+
+
+def _frame_seconds(n_frames: int, params: FeatureParams = FeatureParams()) -> float:
+    return n_frames * params.hop_length / params.sr
+
+
+def twin(clip, figsize=(12, 6.5), params: FeatureParams = FeatureParams()):
+    """An anomalous clip, its clean twin and their difference, one above the other. Chapter 8.
+
+    ``clip``: an :class:`aadlib.explain.Twin`. Returns ``(fig, axes)``.
+    """
+    anomalous, clean = clip.log_mels(params)
+    difference = clip.difference(params)
+    seconds = _frame_seconds(len(anomalous), params)
+    extent = (0, seconds, 0, anomalous.shape[1])
+    low, high = np.percentile(np.concatenate([anomalous, clean]), [1, 99.5])
+    fig, axes = plt.subplots(3, 1, figsize=figsize, sharex=True, layout="constrained")
+    panels = (
+        (anomalous, "anomalous clip", "magma", low, high, "dB"),
+        (clean, "its clean twin (the anomaly not planted)", "magma", low, high, "dB"),
+        (
+            difference,
+            "|difference|",
+            "viridis",
+            0,
+            max(np.percentile(difference, 99.5), 1e-3),
+            "dB",
+        ),
+    )
+    for ax, (values, title, cmap, vmin, vmax, unit) in zip(axes, panels, strict=True):
+        image = ax.imshow(
+            values.T,
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            interpolation="nearest",
+        )
+        fig.colorbar(image, ax=ax, label=unit, pad=0.01)
+        ax.set(ylabel="mel bin", title=title)
+    axes[-1].set_xlabel("time (s)")
+    fig.suptitle(clip.title)
+    return fig, axes
+
+
+def explanation_maps(
+    maps: Mapping[str, np.ndarray],
+    title: str | None = None,
+    unit: str = "error above normal",
+    figsize=(12, 5),
+    params: FeatureParams = FeatureParams(),
+):
+    """Explanation maps ``(n_frames, n_mels)``, one above the other, zero in white. Chapter 8.
+
+    Each map gets a diverging colour scale symmetric around zero (to its 99th percentile
+    of absolute values), so that red is blamed and blue is rebuilt better than normal;
+    NaN (frames no window covers) is grey. Returns ``(fig, axes)``.
+    """
+    fig, axes = plt.subplots(len(maps), 1, figsize=figsize, sharex=True, layout="constrained")
+    axes = np.atleast_1d(axes)
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.7")
+    for ax, (name, values) in zip(axes, maps.items(), strict=True):
+        values = np.asarray(values, dtype=np.float64)
+        limit = float(np.nanpercentile(np.abs(values), 99)) or 1.0
+        image = ax.imshow(
+            np.ma.masked_invalid(values).T,
+            origin="lower",
+            aspect="auto",
+            extent=(0, _frame_seconds(len(values), params), 0, values.shape[1]),
+            cmap=cmap,
+            vmin=-limit,
+            vmax=limit,
+            interpolation="nearest",
+        )
+        fig.colorbar(image, ax=ax, label=unit, pad=0.01)
+        ax.set(ylabel="mel bin", title=name)
+    axes[-1].set_xlabel("time (s)")
+    if title:
+        fig.suptitle(title)
+    return fig, axes
+
+
+def _profile_line(ax, axis: str, where, values, **style) -> None:
+    """A profile along mel bins (drawn upright, beside the spectrogram) or along time."""
+    if axis == "frequency":
+        ax.plot(values, where, **style)
+    else:
+        ax.plot(where, values, **style)
+
+
+def _draw_explanation(main, panel, axis: str, values, colour, truth, threshold) -> None:
+    """One method's explanation along ``axis`` in its ``panel`` (an axes and its positions),
+    scaled to its maximum, and a line across the spectrogram at its top position: solid
+    for a hit of the ``truth`` (or without one), dashed for a miss."""
+    ax, where = panel
+    values = np.asarray(values, dtype=np.float64)
+    covered = np.isfinite(values)
+    if truth is not None:
+        covered &= np.isfinite(truth[axis])
+    valid = np.flatnonzero(covered)
+    top = int(valid[metrics.top_position(values[valid])])
+    style = "-"
+    if truth is not None:
+        style = "-" if metrics.hit(values, truth[axis], threshold) else "--"
+    peak = np.nanmax(np.abs(values))
+    _profile_line(ax, axis, where, values / peak if peak > 0 else values, color=colour, lw=0.8)
+    line = main.axhline if axis == "frequency" else main.axvline
+    line(where[top], color=colour, ls=style, lw=1.4)
+
+
+def explanations(
+    logmel: np.ndarray,
+    explanations: Mapping[str, Mapping[str, np.ndarray]],
+    truth: Mapping[str, np.ndarray] | None = None,
+    title: str | None = None,
+    threshold: float = HIT_THRESHOLD,
+    figsize=(12, 5.5),
+    params: FeatureParams = FeatureParams(),
+):
+    """A clip's spectrogram with each method's explanations and top bin and frame. Chapter 8.
+
+    The side panel shows each method's frequency explanation, the bottom panel its time
+    explanation, each scaled to its own maximum; each method's top-ranked bin and frame
+    is drawn as a line across the spectrogram. Given the ``truth`` (synthetic clips: the
+    true difference's profiles, :func:`aadlib.explain.truth_profiles`), it is drawn in
+    black, the region a hit must fall in (at least
+    ``threshold`` of the maximum) is shaded, and a top position is a solid line for a hit,
+    a dashed one for a miss. Returns ``(fig, (main, side, bottom))``.
+    """
+    logmel = np.asarray(logmel)
+    seconds = _frame_seconds(len(logmel), params)
+    times = (np.arange(len(logmel)) + 0.5) * seconds / len(logmel)
+    bins = np.arange(logmel.shape[1]) + 0.5
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=(5, 1.2), height_ratios=(3, 1.2))
+    main = fig.add_subplot(grid[0, 0])
+    side = fig.add_subplot(grid[0, 1], sharey=main)
+    bottom = fig.add_subplot(grid[1, 0], sharex=main)
+    low, high = np.percentile(logmel, [1, 99.5])
+    main.imshow(
+        logmel.T,
+        origin="lower",
+        aspect="auto",
+        extent=(0, seconds, 0, logmel.shape[1]),
+        cmap="magma",
+        vmin=low,
+        vmax=high,
+        interpolation="nearest",
+    )
+    panels = {"frequency": (side, bins), "time": (bottom, times)}
+    if truth is not None:
+        for axis, (ax, where) in panels.items():
+            scaled = truth[axis] / np.nanmax(truth[axis])
+            _profile_line(ax, axis, where, scaled, color="black", lw=1.5, label="true difference")
+            relevant = scaled >= threshold
+            shade = ax.fill_betweenx if axis == "frequency" else ax.fill_between
+            shade(where, 0, 1, where=relevant, color="0.75", alpha=0.6, step="mid", lw=0)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles = []
+    for colour, (method, explanation) in zip(colours, explanations.items()):
+        handles.append(Line2D([], [], color=colour, lw=2, label=method))
+        for axis, values in explanation.items():
+            _draw_explanation(main, panels[axis], axis, values, colour, truth, threshold)
+    side.set(xlabel="scaled to max", title="per mel bin", xlim=(-0.5, 1.05))
+    side.tick_params(labelleft=False)
+    bottom.set(xlabel="time (s)", ylabel="scaled to max", ylim=(-0.5, 1.05))
+    main.set(ylabel="mel bin", title=title)
+    main.tick_params(labelbottom=False)
+    if truth is not None:
+        handles.append(
+            Line2D([], [], color="black", lw=1.5, label="true difference (shaded: relevant)")
+        )
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small")
+    return fig, (main, side, bottom)

@@ -33,6 +33,7 @@ How each clip sounds is :mod:`aadlib.soundmodel`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -79,6 +80,7 @@ __all__ = [
     "as_recorded",
     "recorded_recipe",
     "recorded_seeds",
+    "clips_digest",
     "id_predictions",
     "id_classification_accuracy",
     "id_classification_table",
@@ -851,6 +853,26 @@ def recorded_recipe(type_dir: str | Path) -> dict | None:
     type_dir = Path(type_dir)
     recipe = read_json_object(type_dir / MARKER_NAME) or _Manifest.load(type_dir).recipe
     return recipe if isinstance(recipe, dict) else None
+
+
+def clips_digest(type_dir: str | Path) -> str | None:
+    """One digest of the content of every clip the generator wrote into a type folder.
+
+    Read from the folder's manifest (each clip's xxHash, recorded when it was written);
+    ``None`` where the generator wrote no clip there. Two folders with the same digest
+    hold the same audio: :func:`aadlib.pipeline.shipped_run` checks with it that shipped
+    scores were computed on these clips.
+    """
+    type_dir = Path(type_dir)
+    manifest = _Manifest.load(type_dir)
+    clips = sorted(rel for rel in manifest.files if rel.endswith(".wav"))
+    if not clips:
+        return None
+    digest = hashlib.sha256()
+    for rel in clips:
+        recorded = manifest.files[rel].get("xxh3") or _digest(type_dir / rel)
+        digest.update(f"{rel} {recorded}\n".encode())
+    return digest.hexdigest()[:24]
 
 
 def recorded_seeds(

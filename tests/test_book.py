@@ -475,3 +475,30 @@ def test_the_books_verdicts_rest_on_trained_models(html):
     else:
         assert stopped not in chapter5
     assert "the Dense AE stopped before" not in chapter5 + chapter9
+
+
+@pytest.mark.slow
+def test_a_shipped_model_is_named_as_shipped_with_how_it_was_made(html):
+    """The quick book reads the CNN AE's shipped runs: chapter 4 says by which command, on
+    which machine and date they were made, chapter 5 says the model was not trained here,
+    and chapter 8 leaves out the explanations that would need its model."""
+    from aadlib import pipeline
+
+    profile = profiles.resolve("quick")
+    made = pipeline.shipped_provenance(profile, "cnn")
+    chapter4, chapter5, chapter8 = (
+        re.sub(r"\s+", " ", " ".join(_prose((html / "notebooks" / f"{name}.html").read_text())))
+        for name in ("04_conv_autoencoder", "05_reproducing_the_tables", "08_explanations")
+    )
+    assert f"by tools/ship_runs.py on {made['date']} ({made['machine']})" in chapter4
+    assert f"training for {made['train_seconds'] / 60:.0f} minutes in all" in chapter4
+    assert "use one trained here for 3 epochs" in chapter4
+    assert "This profile does not train the CNN AE here" in chapter5
+    assert "reads the CNN AE's scores from a shipped run, without its model" in chapter8
+    # The rows of the runs it compares are the shipped ones, read, not trained.
+    timings = pd.read_csv(profile.results / "timings.csv")
+    cnn = timings[timings.model == "cnn"]
+    assert len(cnn) == 6 and cnn.shipped.all()
+    for row in cnn.itertuples():
+        record = pipeline.shipped_run(profile, "cnn", row.machine_type)
+        assert row.train_seconds == pytest.approx(record["train_seconds"])

@@ -129,6 +129,8 @@ def test_every_training_command_checks_its_options(tmp_path, command):
     assert result.returncode == 2 and "argument --epochs:" in result.stderr
 
 
+# Slow: three command-line processes, two of which load TensorFlow; make test runs it.
+@pytest.mark.slow
 def test_a_data_root_that_is_a_file_is_one_clear_line(tmp_path):
     afile = tmp_path / "not-a-folder"
     afile.write_text("x")

@@ -13,7 +13,7 @@ from conftest import write_wav
 from scipy.spatial.distance import mahalanobis
 from scipy.stats import binomtest
 
-from aadlib import detectors, explain, profiles, soundmodel
+from aadlib import detectors, explain, metrics, profiles, soundmodel
 from aadlib.training import TrainedModel
 
 # --------------------------------------------------------------------------------------
@@ -107,31 +107,31 @@ def test_hit_by_construction():
     for top, expected in [(5, True), (7, True), (8, False), (15, False)]:
         explanation[:] = 0.0
         explanation[top] = 1.0
-        assert explain.hit(explanation, truth) is expected
+        assert metrics.hit(explanation, truth) is expected
     explanation[:] = 0.0
     explanation[8] = 1.0
-    assert explain.hit(explanation, truth, threshold=0.25)  # 1.0 >= 0.25 * 4
+    assert metrics.hit(explanation, truth, threshold=0.25)  # 1.0 >= 0.25 * 4
 
 
 def test_hit_ignores_uncovered_positions_and_breaks_ties_in_the_middle():
     truth = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 9.0])
     explanation = np.array([5.0, 5.0, 5.0, 5.0, 5.0, np.nan])  # the big one uncovered
     # Without position 5 the maximum is 1 at position 2, the middle of the tie.
-    assert explain.hit(explanation, truth)
-    assert explain.random_hit_rate(truth, explanation=explanation) == pytest.approx(1 / 5)
+    assert metrics.hit(explanation, truth)
+    assert metrics.random_hit_rate(truth, explanation=explanation) == pytest.approx(1 / 5)
     with pytest.raises(ValueError, match="zero everywhere"):
-        explain.hit(np.ones(4), np.zeros(4))
+        metrics.hit(np.ones(4), np.zeros(4))
     with pytest.raises(ValueError, match="same length"):
-        explain.hit(np.ones(4), np.ones(5))
+        metrics.hit(np.ones(4), np.ones(5))
 
 
 def test_random_reference_is_the_hit_rate_of_random_explanations():
     rng = np.random.default_rng(0)
     truth = rng.gamma(1.0, size=64)
-    exact = explain.random_hit_rate(truth)
+    exact = metrics.random_hit_rate(truth)
     assert exact == pytest.approx(np.mean(truth >= 0.5 * truth.max()))
     n = 4000
-    hits = sum(explain.hit(rng.standard_normal(64), truth) for _ in range(n))
+    hits = sum(metrics.hit(rng.standard_normal(64), truth) for _ in range(n))
     low, high = binomtest(hits, n).proportion_ci(0.999)
     assert low <= exact <= high
 
@@ -139,9 +139,9 @@ def test_random_reference_is_the_hit_rate_of_random_explanations():
 def test_wilson_interval_matches_scipy():
     for hits, n in [(0, 10), (3, 10), (10, 10), (37, 120)]:
         expected = binomtest(hits, n).proportion_ci(0.95, method="wilson")
-        got = explain.wilson_interval(hits, n)
+        got = metrics.wilson_interval(hits, n)
         assert got == pytest.approx((expected.low, expected.high), abs=1e-9)
-    assert all(np.isnan(explain.wilson_interval(0, 0)))
+    assert all(np.isnan(metrics.wilson_interval(0, 0)))
 
 
 # --------------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def test_hit_rates_count_hits_and_average_the_random_rate():
     assert rates.loc["a", "random"] == pytest.approx(0.2)
     assert rates.loc["all kinds", "n"] == 4
     assert rates.loc["all kinds", "rate"] == pytest.approx(0.75)
-    low, high = explain.wilson_interval(2, 3)
+    low, high = metrics.wilson_interval(2, 3)
     assert (rates.loc["a", "low"], rates.loc["a", "high"]) == pytest.approx((low, high))
     assert rates.loc["a", "beyond_random"] == (low > 0.2)
     table = explain.hit_rate_table(rates.reset_index(), "frequency")

@@ -113,3 +113,34 @@ def test_id_learning_curves_show_every_types_curves_kept_epoch_and_status():
     assert chance.get_ydata()[0] == 0.25
     assert validation.get_color() == plots.model_color("id-classifier")
     matplotlib.pyplot.close(fig)
+
+
+def test_an_explanation_figure_marks_hits_solid_and_misses_dashed():
+    n_frames, n_mels = 40, 16
+    logmel = np.random.default_rng(0).standard_normal((n_frames, n_mels))
+    truth = {"frequency": np.zeros(n_mels), "time": np.zeros(n_frames)}
+    truth["frequency"][3] = truth["time"][30] = 1.0  # the anomaly: bin 3, frame 30
+    on_it = {"frequency": np.eye(n_mels)[3], "time": np.eye(n_frames)[30]}
+    beside = {"frequency": np.eye(n_mels)[12], "time": np.eye(n_frames)[5]}
+    fig, (main, side, bottom) = plots.explanations(
+        logmel, {"right": on_it, "wrong": beside}, truth=truth
+    )
+    # One line across the spectrogram per method and axis, at its top position.
+    across = {
+        (line.get_linestyle(), tuple(line.get_xdata()), tuple(line.get_ydata()))
+        for line in main.lines
+    }
+    bins = np.arange(n_mels) + 0.5
+    times = (np.arange(n_frames) + 0.5) * (n_frames * 512 / 16000) / n_frames
+    assert ("-", (0, 1), (bins[3], bins[3])) in across
+    assert ("--", (0, 1), (bins[12], bins[12])) in across
+    assert ("-", (times[30], times[30]), (0, 1)) in across
+    assert ("--", (times[5], times[5]), (0, 1)) in across
+    # The truth is drawn in black in both side panels, with the legend naming each method.
+    assert any(line.get_color() == "black" for line in side.lines)
+    assert any(line.get_color() == "black" for line in bottom.lines)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:2] == ["right", "wrong"]
+    # Without a truth there is nothing to miss: every top position is a solid line.
+    fig, (main, _, _) = plots.explanations(logmel, {"wrong": beside})
+    assert {line.get_linestyle() for line in main.lines} == {"-"}

@@ -107,8 +107,9 @@ def test_the_full_profile_trains_every_kind_with_the_papers_settings():
 
 
 def test_a_machine_type_of_its_own_overrides_the_kinds_settings():
-    quick = PROFILES["quick"]
-    (kind, machine_type), own = next(iter(quick.overrides.items()))
+    own = ModelSettings(10, 3, 16, 64, True)
+    kind, machine_type = "cnn", "slider"
+    quick = PROFILES["quick"].replace(overrides={(kind, machine_type): own})
     assert quick.model(kind, machine_type) == own
     other = next(t for t in data.MACHINE_TYPES if t != machine_type)
     assert quick.model(kind, other) == quick.models[kind] != own
@@ -129,6 +130,7 @@ def test_with_model_changes_one_kind_and_leaves_the_others():
 
 def test_with_models_caps_epochs_everywhere_and_never_raises_them():
     quick = PROFILES["quick"]
+    quick = quick.replace(overrides={("cnn", "slider"): ModelSettings(10, 3, 16, 64, True)})
     capped = quick.with_models(epochs=2)
     for kind in paper.MODEL_KINDS:
         assert capped.model(kind).epochs == min(2, quick.model(kind).epochs)

@@ -405,6 +405,8 @@ def _user_folder(root: Path) -> Path:
     return root
 
 
+# Slow: the command line trains and scores a model in a process of its own; make test runs it.
+@pytest.mark.slow
 def test_a_user_folder_gets_each_message_once(tiny_set, tmp_path):
     root = _user_folder(tiny_set())
     result = run_cli(

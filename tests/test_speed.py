@@ -109,8 +109,11 @@ def current():
         ({"steps_per_execution": 8}, True),
         ({"prefetch_to_device": True}, True),
         ({"steps_per_execution": 8, "prefetch_to_device": True}, True),
-        ({"jit_compile": True}, False),
-        ({"steps_per_execution": 8, "jit_compile": True}, False),
+        # Slow: XLA compiles the training step (make test runs them; test-fast does not).
+        pytest.param({"jit_compile": True}, False, marks=pytest.mark.slow),
+        pytest.param(
+            {"steps_per_execution": 8, "jit_compile": True}, False, marks=pytest.mark.slow
+        ),
     ],
     ids=["steps_per_execution", "prefetch", "spe+prefetch", "xla", "spe+xla"],
 )
@@ -180,6 +183,8 @@ def _fit_in(run_dir, acceleration, epochs, seed=0, model=None):
     )
 
 
+# Slow: four trainings, one compiled with XLA; make test runs it.
+@pytest.mark.slow
 def test_a_checkpoint_resumes_with_a_neutral_switch_changed(tmp_path, caplog):
     # Two epochs in the current loop, the session ends; the next one resumes with several
     # steps per call and prefetching: the run goes on, as one unbroken run would.
@@ -204,6 +209,8 @@ def test_a_checkpoint_resumes_with_a_neutral_switch_changed(tmp_path, caplog):
     assert not caplog.records and list(again.epoch) == [1, 2, 3, 4, 5]
 
 
+# Slow: three trainings, two in mixed precision with graphs of their own; make test runs it.
+@pytest.mark.slow
 def test_mixed_precision_is_another_run(tmp_path, caplog):
     run_dir = tmp_path / "run"
     _fit_in(run_dir, CURRENT, epochs=2)
@@ -329,6 +336,8 @@ def test_bench_gpu_runs_end_to_end_capped_on_the_cpu(tmp_path, capsys):
     assert "| model | setting |" in printed and "full reproduction" in printed
 
 
+# Slow: two Python processes that load TensorFlow; make test runs it.
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_trains_in_its_own_process(tmp_path):
     """Spawned workers import the main script again: one without the guard would run its
     own code in each worker. The default falls back to one process; asking for two says
