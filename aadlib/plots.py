@@ -577,6 +577,16 @@ def _draw_explanation(main, panel, axis: str, values, colour, truth, threshold) 
     line(where[top], color=colour, ls=style, lw=1.4)
 
 
+def _draw_truth(panels: dict, truth: Mapping[str, np.ndarray], threshold: float) -> None:
+    """The true difference's profiles in black in each ``panel``, scaled to their maximum,
+    with the region where a top position counts as a hit shaded."""
+    for axis, (ax, where) in panels.items():
+        scaled = truth[axis] / np.nanmax(truth[axis])
+        _profile_line(ax, axis, where, scaled, color="black", lw=1.5, label="true difference")
+        shade = ax.fill_betweenx if axis == "frequency" else ax.fill_between
+        shade(where, 0, 1, where=scaled >= threshold, color="0.75", alpha=0.6, step="mid", lw=0)
+
+
 def explanations(
     logmel: np.ndarray,
     explanations: Mapping[str, Mapping[str, np.ndarray]],
@@ -618,12 +628,7 @@ def explanations(
     )
     panels = {"frequency": (side, bins), "time": (bottom, times)}
     if truth is not None:
-        for axis, (ax, where) in panels.items():
-            scaled = truth[axis] / np.nanmax(truth[axis])
-            _profile_line(ax, axis, where, scaled, color="black", lw=1.5, label="true difference")
-            relevant = scaled >= threshold
-            shade = ax.fill_betweenx if axis == "frequency" else ax.fill_between
-            shade(where, 0, 1, where=relevant, color="0.75", alpha=0.6, step="mid", lw=0)
+        _draw_truth(panels, truth, threshold)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     handles = []
     for colour, (method, explanation) in zip(colours, explanations.items()):
