@@ -38,3 +38,13 @@ def load_tensorflow_quietly() -> None:
         import tensorflow as tf  # here: silenced, and only where a model is trained
 
         tf.config.list_physical_devices("GPU")
+
+
+def start_worker(threads: int) -> None:
+    """Initializer of a process that trains beside others: TensorFlow limited to
+    ``threads`` threads per operation (unless the user set ``TF_NUM_INTRAOP_THREADS``),
+    then imported quietly. Several workers that each took every core would contend for
+    them; TensorFlow reads the setting once, when it starts, hence before the import."""
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
+    load_tensorflow_quietly()

@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import os
 import re
 import sys
 import time
@@ -651,7 +652,9 @@ def _train_in_processes(jobs: list[Job], parallel: int, retrain, verbose, finish
     pool = ProcessPoolExecutor(
         max_workers=min(parallel, len(jobs)),
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_quiet.load_tensorflow_quietly,  # its start-up lines, as in the CLI
+        # Quiet start-up lines, as in the CLI; each worker takes its share of the cores.
+        initializer=_quiet.start_worker,
+        initargs=(max(1, (os.cpu_count() or 1) // min(parallel, len(jobs))),),
     )
     try:
         futures = {pool.submit(_worker_job, *jobs[i], retrain, verbose): i for i in ordered}
