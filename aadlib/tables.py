@@ -212,7 +212,7 @@ def _id_metrics(row: dict, group: pd.DataFrame, pauc: str, boot_seed, n_boot, le
     if boot_seed is None:
         return None
     if not defined:
-        row.update(auc_low=np.nan, auc_high=np.nan, pauc_low=np.nan, pauc_high=np.nan)
+        _add_interval(row, _UNDEFINED, _UNDEFINED, level)
         return None
     boot = metrics.bootstrap_runs(y, [runs], n_boot, boot_seed)
     replicates = (100 * boot["auc"][0], 100 * boot[f"pauc_{pauc}"][0])
@@ -232,6 +232,9 @@ def _type_averages(per_id: pd.DataFrame, keys: list[str], replicates, level) -> 
         averages.append(_roll_up(ids, members, level, **names, machine_id="average")[0])
     return pd.DataFrame(averages)
 
+
+#: The replicates of a metric that is not defined (an ID with one label only).
+_UNDEFINED = np.array([np.nan])
 
 #: How a roll-up row sums up its members' columns (those the members have).
 _ROLL_UP = {
@@ -262,7 +265,7 @@ def _roll_up(members: pd.DataFrame, replicates: list | None, level: float, **row
     if replicates is None:
         return row, None
     if not replicates:  # no member has a defined metric
-        _add_interval(row, np.array([np.nan]), np.array([np.nan]), level, difference)
+        _add_interval(row, _UNDEFINED, _UNDEFINED, level, difference)
         return row, None
     mean = tuple(np.mean([r[i] for r in replicates], axis=0) for i in (0, 1))
     _add_interval(row, *mean, level, difference)
