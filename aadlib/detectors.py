@@ -18,10 +18,19 @@ model normality in other ways:
   Mahalanobis distance of the clip's mean embedding to its ID's training embeddings
   (``"id-embedding"``).
 
-All follow one interface, one detector per machine type with the IDs' parameters inside::
+Each is a :class:`Detector`: one detector per machine type with the IDs' parameters
+inside, made from a profile, fitted on the type's normal training clips, scoring any
+clips::
 
+    detector = DetectorClass.from_profile(profile, seed)
     detector.fit(logmels, machine_ids)            # the type's normal training clips
     detector.scores(logmels, machine_ids)         # {score name: one score per clip}
+
+A detector that is slow to fit also saves and loads itself (:class:`SavedDetector`);
+:func:`aadlib.pipeline.fit_detector` then reuses a fit made with the same settings on the
+same clips. :func:`register_detector` adds a class to :data:`DETECTORS`, the registry
+that :func:`make_detector`, the pipeline, the command line, the plots' colours and the
+prose's names read: a new detector is one class and one registry line.
 
 A clip's machine ID is part of the task's setup (it is in the file name, and a monitored
 machine is known), so scoring may use it to pick the ID's parameters. No fit ever sees a
@@ -42,6 +51,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
 
 import keras
 import numpy as np
@@ -70,8 +80,11 @@ from .training import (
 )
 
 __all__ = [
-    "DETECTOR_FAMILIES",
-    "SCORE_NAMES",
+    "Detector",
+    "SavedDetector",
+    "DETECTORS",
+    "register_detector",
+    "score_names",
     "GmmSettings",
     "IdClassifierSettings",
     "DetectorSettings",
@@ -86,6 +99,7 @@ __all__ = [
     "split_by_id",
     "build_id_classifier",
     "IdClassifierDetector",
+    "detector_class",
     "make_detector",
     "DetectorRun",
     "rank_average",
@@ -99,15 +113,92 @@ __all__ = [
     "gaussian_table",
 ]
 
-#: The detector families and the score names (the ``model`` column) each one produces.
-DETECTOR_FAMILIES: dict[str, tuple[str, ...]] = {
-    "mahalanobis": ("mahalanobis",),
-    "gmm": ("gmm",),
-    "id-classifier": ("id-classifier", "id-embedding"),
-}
+# --------------------------------------------------------------------------------------
+# The interface and the registry
+# --------------------------------------------------------------------------------------
 
-#: Every score name of :data:`DETECTOR_FAMILIES`, in order.
-SCORE_NAMES: tuple[str, ...] = tuple(n for names in DETECTOR_FAMILIES.values() for n in names)
+
+@runtime_checkable
+class Detector(Protocol):
+    """What every detector is: the interface the pipeline, tables and plots rely on. Chapter 7.
+
+    ``family`` names the detector (its results folder, the command line's choice);
+    ``names`` are the scores it gives (the ``model`` column of a scores table), with their
+    ``titles`` in prose and ``colors`` in figures; ``settings`` is a frozen dataclass (or
+    ``None``) that identifies a fit; ``fit_seconds`` is how long the fit took and
+    ``reused`` whether it was loaded rather than fitted here.
+    """
+
+    family: ClassVar[str]
+    names: ClassVar[tuple[str, ...]]
+    titles: ClassVar[dict[str, str]]
+    colors: ClassVar[dict[str, str]]
+    settings: object
+    fit_seconds: float
+    reused: bool
+
+    @classmethod
+    def from_profile(cls, profile: Profile | str, seed: int = 0) -> Detector:
+        """A new, unfitted detector with a profile's settings."""
+        ...
+
+    def fit(self, logmels: LogMelSet, machine_ids, verbose: int = 0) -> Detector:
+        """Fit on one machine type's normal training clips and their machine IDs."""
+        ...
+
+    def scores(self, logmels: LogMelSet, machine_ids) -> dict[str, np.ndarray]:
+        """``{score name: one score per clip}`` for every name of ``names``."""
+        ...
+
+
+@runtime_checkable
+class SavedDetector(Detector, Protocol):
+    """A detector that saves its fit and loads it back (no pickle). Chapter 7.
+
+    ``save`` writes ``run.json`` last, holding ``record`` (what identifies the fit);
+    ``load`` returns ``None`` when the folder holds no fit for ``record`` and raises
+    :class:`aadlib.training.ModelFileError` when a file is damaged.
+    """
+
+    def save(self, folder: str | Path, record: dict) -> Path: ...
+
+    @classmethod
+    def load(cls, folder: str | Path, record: dict, settings, seed: int = 0) -> Detector | None: ...
+
+
+#: The registered detectors by family, in the order they were registered.
+DETECTORS: dict[str, type[Detector]] = {}
+
+
+def register_detector(cls: type[Detector]) -> type[Detector]:
+    """Add a detector class to :data:`DETECTORS` (usable as a class decorator). Chapter 7.
+
+    Its score names get their prose titles (:data:`aadlib.wording.DETECTOR_TITLES`) from
+    ``cls.titles``; :func:`aadlib.plots.model_color` reads ``cls.colors``.
+    """
+    missing = [
+        name
+        for name in ("family", "names", "titles", "colors", "from_profile", "fit", "scores")
+        if not hasattr(cls, name)
+    ]
+    if missing:
+        raise TypeError(f"{cls.__name__} is not a Detector: it has no {', '.join(missing)}")
+    if set(cls.titles) != set(cls.names) or set(cls.colors) != set(cls.names):
+        raise ValueError(f"{cls.__name__}: give a title and a colour to each of {cls.names}")
+    clash = set(cls.names) & set(paper.MODELS)
+    for other in DETECTORS.values():
+        if other.family != cls.family:
+            clash |= set(cls.names) & set(other.names)
+    if clash:
+        raise ValueError(f"{cls.__name__}: score names {sorted(clash)} are taken")
+    DETECTORS[cls.family] = cls
+    wording.DETECTOR_TITLES.update(cls.titles)
+    return cls
+
+
+def score_names() -> tuple[str, ...]:
+    """Every registered detector's score names, in the registry's order. Chapters 7, 9."""
+    return tuple(name for cls in DETECTORS.values() for name in cls.names)
 
 
 # --------------------------------------------------------------------------------------
@@ -336,15 +427,22 @@ class MahalanobisDetector:
     """
 
     family = "mahalanobis"
-    names = DETECTOR_FAMILIES["mahalanobis"]
+    names = ("mahalanobis",)
+    titles = {"mahalanobis": "Mahalanobis detector"}
+    colors = {"mahalanobis": "#2ca02c"}
+    settings = None
     reused = False
 
     def __init__(self):
         self.gaussians: dict[int, GaussianFit] = {}
         self.fit_seconds = math.nan
 
+    @classmethod
+    def from_profile(cls, profile: Profile | str = "full", seed: int = 0) -> MahalanobisDetector:
+        return cls()  # nothing to set: the Ledoit-Wolf shrinkage is fitted
+
     @_one_blas_thread
-    def fit(self, logmels, machine_ids) -> MahalanobisDetector:
+    def fit(self, logmels, machine_ids, verbose: int = 0) -> MahalanobisDetector:
         """Fit each ID's Gaussian on normal training clips and their machine IDs."""
         start = time.perf_counter()
         stats = clip_statistics(logmels)
@@ -397,13 +495,19 @@ class GmmDetector:
     """
 
     family = "gmm"
-    names = DETECTOR_FAMILIES["gmm"]
+    names = ("gmm",)
+    titles = {"gmm": "Gaussian mixture"}
+    colors = {"gmm": "#9467bd"}
     reused = False
 
     def __init__(self, settings: GmmSettings = GmmSettings(), seed: int = 0):
         self.settings, self.seed = settings, seed
         self.models: dict[int, tuple[PCA, GaussianMixture]] = {}
         self.fit_seconds = math.nan
+
+    @classmethod
+    def from_profile(cls, profile: Profile | str = "full", seed: int = 0) -> GmmDetector:
+        return cls(settings_for(profile).gmm, seed)
 
     def _training_vectors(self, logmels: LogMelSet, clips: np.ndarray, rng) -> np.ndarray:
         s = self.settings
@@ -425,7 +529,7 @@ class GmmDetector:
         return out
 
     @_one_blas_thread
-    def fit(self, logmels: LogMelSet, machine_ids) -> GmmDetector:
+    def fit(self, logmels: LogMelSet, machine_ids, verbose: int = 0) -> GmmDetector:
         """Fit each ID's PCA and mixture on normal training clips and their machine IDs."""
         start = time.perf_counter()
         ids = _check_ids(machine_ids, len(logmels))
@@ -592,7 +696,10 @@ class IdClassifierDetector:
     """
 
     family = "id-classifier"
-    names = DETECTOR_FAMILIES["id-classifier"]
+    names = ("id-classifier", "id-embedding")
+    # One network, two scores: prose names both after it.
+    titles = {"id-classifier": "ID classifier", "id-embedding": "ID classifier"}
+    colors = {"id-classifier": "#8c564b", "id-embedding": "#e377c2"}
 
     def __init__(self, settings: IdClassifierSettings = IdClassifierSettings(), seed: int = 0):
         self.settings, self.seed = settings, seed
@@ -605,6 +712,10 @@ class IdClassifierDetector:
         self.reused = False
         self._scorer = None
         self._last = None  # the last clips' outputs (see _clip_outputs)
+
+    @classmethod
+    def from_profile(cls, profile: Profile | str = "full", seed: int = 0) -> IdClassifierDetector:
+        return cls(settings_for(profile).id_classifier, seed)
 
     # -- training ---------------------------------------------------------------------
 
@@ -837,16 +948,23 @@ class IdClassifierDetector:
         return detector
 
 
-def make_detector(family: str, profile: Profile | str = "full", seed: int = 0):
-    """A new, unfitted detector of a family with a profile's settings. Chapter 7."""
-    settings = settings_for(profile)
-    if family == "mahalanobis":
-        return MahalanobisDetector()
-    if family == "gmm":
-        return GmmDetector(settings.gmm, seed)
-    if family == "id-classifier":
-        return IdClassifierDetector(settings.id_classifier, seed)
-    raise ValueError(f"unknown detector {family!r}; choose one of {', '.join(DETECTOR_FAMILIES)}")
+for _detector in (MahalanobisDetector, GmmDetector, IdClassifierDetector):
+    register_detector(_detector)
+
+
+def detector_class(family: str) -> type[Detector]:
+    """The registered class of a detector family, with an error that lists them. Chapter 7."""
+    try:
+        return DETECTORS[family]
+    except KeyError:
+        raise ValueError(
+            f"unknown detector {family!r}; choose one of {', '.join(DETECTORS)}"
+        ) from None
+
+
+def make_detector(family: str, profile: Profile | str = "full", seed: int = 0) -> Detector:
+    """A new, unfitted detector of a registered family with a profile's settings. Chapter 7."""
+    return detector_class(family).from_profile(profile, seed)
 
 
 @dataclass

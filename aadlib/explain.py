@@ -39,7 +39,7 @@ from .data import list_clips, load_clip, parse_clip_name
 from .features import FeatureParams, clip_log_mel, frame_windows, log_mel, params_for
 from .metrics import HIT_THRESHOLD, hit, random_hit_rate, top_position, wilson_interval
 from .profiles import Profile
-from .training import TrainedModel
+from .scoring import TrainedModel
 
 __all__ = [
     "AXES",
@@ -393,7 +393,7 @@ def error_map_explanation(
     Parameters
     ----------
     trained
-        An autoencoder (:class:`aadlib.training.TrainedModel`).
+        An autoencoder (:class:`aadlib.scoring.TrainedModel`).
     logmel
         The clip's log-mel spectrogram with the model's features
         (:func:`aadlib.features.params_for`).

@@ -138,7 +138,9 @@ def build_cnn_ae(
     return keras.Model(inputs, outputs, name="cnn_ae")
 
 
-_BUILDERS = {"baseline": build_baseline_ae, "dense": build_dense_ae, "cnn": build_cnn_ae}
+#: The builder of each model kind of :data:`aadlib.paper.MODELS`. A new kind is an entry
+#: there and its builder here; profiles give it the paper's settings of its spec.
+BUILDERS = {"baseline": build_baseline_ae, "dense": build_dense_ae, "cnn": build_cnn_ae}
 
 
 @contextlib.contextmanager
@@ -163,9 +165,9 @@ def build_model(kind: str, precision: str = "float32", **kwargs) -> keras.Model:
     """
     model_spec(kind)  # an unknown kind gets the error that lists the kinds
     if precision == "float32":
-        return _BUILDERS[kind](**kwargs)
+        return BUILDERS[kind](**kwargs)
     with computing_in(precision):
-        model = _BUILDERS[kind](**kwargs)
+        model = BUILDERS[kind](**kwargs)
         output = model.layers[-1].name
 
         def clone(layer):
@@ -189,7 +191,7 @@ def layer_table(model: keras.Model, with_parameters_only: bool = False) -> pd.Da
     return table.reset_index(drop=True)
 
 
-assert set(_BUILDERS) == set(MODEL_KINDS), "every model kind of aadlib.paper has a builder"
+assert set(BUILDERS) == set(MODEL_KINDS), "every model kind of aadlib.paper has a builder"
 
 
 def multiply_adds(model: keras.Model) -> int:

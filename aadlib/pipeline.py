@@ -50,7 +50,8 @@ from ._fastio import file_digest
 from ._storage import exclusive, read_json_object, write_csv, write_text
 from .features import FeatureParams, LogMelSet, Scaler
 from .profiles import PROFILES, Profile, describe_device, resolve, set_seed
-from .training import TrainedModel, learning_status
+from .scoring import TrainedModel
+from .training import learning_status
 
 __all__ = [
     "prepare_data",
@@ -166,11 +167,17 @@ def load_features(
     return table, logmels
 
 
-def _run_dir(profile: Profile, kind: str, machine_type: str) -> Path:
+def _run_dir(profile: Profile, name: str, machine_type: str) -> Path:
+    """The folder of a model kind's or a detector's run on a type, under the results."""
     # A shipped run's copy has a folder of its own: a model of the kind trained here
     # (Profile.trained_here) keeps its files beside it.
-    shipped = profile.model(kind, machine_type).shipped
-    return profile.results / (f"{kind}-shipped" if shipped else kind) / machine_type
+    shipped = name in paper.MODELS and profile.model(name, machine_type).shipped
+    return profile.results / (f"{name}-shipped" if shipped else name) / machine_type
+
+
+def _feature_params(name: str) -> FeatureParams:
+    """The features a model kind (its spectrum power) or a detector (the paper's) reads."""
+    return features.params_for(name) if name in paper.MODELS else FeatureParams()
 
 
 def _identity(profile: Profile, kind: str, machine_type: str, params, train_paths) -> dict:
@@ -234,7 +241,7 @@ def train_machine_type(
         if not retrain:
             trained = _load_trained(kind, machine_type, run_dir, record)
             if trained is not None:
-                return trained
+                return _scored_as(trained, profile)
         _clear_run(run_dir, checkpoints=retrain)
         set_seed(profile.seed)
         scaler = Scaler.fit(logmels) if settings.normalise else None
@@ -256,6 +263,13 @@ def train_machine_type(
             kind, machine_type, model, scaler, history, run_dir, time.perf_counter() - start
         )
         _save_run(trained, record, _data_seed(profile, machine_type))
+    return _scored_as(trained, profile)
+
+
+def _scored_as(trained: TrainedModel, profile: Profile) -> TrainedModel:
+    """The model with the profile's scoring settings (hop between windows, batch size)."""
+    trained.score_hop = profile.model(trained.kind, trained.machine_type).score_hop
+    trained.score_batch = profile.acceleration.on(training.gpu_visible()).score_batch
     return trained
 
 
@@ -349,23 +363,10 @@ def score_machine_type(
     """Score every test clip of the model's machine type; write and return the scores.
 
     Returns one row per clip: ``model``, ``machine_type``, ``machine_id``, ``label``,
-    ``index``, ``path``, ``score``. Chapters 3 to 6.
+    ``index``, ``path``, ``score``. Chapters 3 to 6. :func:`score_detector` for an
+    autoencoder.
     """
-    start = time.perf_counter()
-    params = features.params_for(trained.kind)
-    table, logmels = load_features(profile, trained.machine_type, "test", None, params, progress)
-    hop = profile.model(trained.kind, trained.machine_type).score_hop
-    batch = profile.acceleration.on(training.gpu_visible()).score_batch
-    scores = scoring.score_clips(
-        trained.model, logmels, trained.kind, hop, batch_size=batch, scaler=trained.scaler
-    )
-    table = table.assign(score=scores).drop(columns=["split"])
-    table.insert(0, "model", trained.kind)
-    write_csv(table, trained.run_dir / "scores.csv")
-    scoring_record = _scoring(profile, trained.kind, trained.machine_type)
-    scoring_record["seconds"] = time.perf_counter() - start
-    write_text(trained.run_dir / _SCORING_FILE, json.dumps(scoring_record))
-    return table
+    return score_detector(_scored_as(trained, profile), profile, trained.machine_type, progress)
 
 
 #: Beside a model's ``scores.csv``: the scoring settings its scores were computed with
@@ -373,9 +374,12 @@ def score_machine_type(
 _SCORING_FILE = "scoring.json"
 
 
-def _scoring(profile: Profile, kind: str, machine_type: str) -> dict:
-    """The settings that make a model's test scores (not its training)."""
-    return {"score_hop": profile.model(kind, machine_type).score_hop}
+def _scoring(profile: Profile, name: str, machine_type: str) -> dict:
+    """The settings that make a model's test scores (not its training; none for a detector,
+    whose settings are its fit's)."""
+    if name not in paper.MODELS:
+        return {}
+    return {"score_hop": profile.model(name, machine_type).score_hop}
 
 
 def training_summary(
@@ -581,9 +585,9 @@ def _train_and_score(
             "reused": True,
         }
         return saved, timing
-    trained = train_machine_type(machine_type, kind, profile, retrain=retrain, verbose=verbose)
+    trained = fit_detector(profile, kind, machine_type, refit=retrain, verbose=verbose)
     trained_at = time.perf_counter()
-    scores = score_machine_type(trained, profile, progress=verbose != 0)
+    scores = score_detector(trained, profile, machine_type, progress=verbose != 0)
     scored_at = time.perf_counter()
     timing = {
         "model": kind,
@@ -1321,14 +1325,15 @@ def seed_scores(
     return pd.concat(parts, ignore_index=True)
 
 
-def _detector_record(profile: Profile, params: FeatureParams, train_paths) -> dict:
-    """What identifies an ID classifier's training run (as JSON reads it back)."""
+def _detector_record(detector, params: FeatureParams, train_paths, seed: int) -> dict:
+    """What identifies a saved detector's fit (as JSON reads it back)."""
+    settings = detector.settings
     record = {
-        "settings": dataclasses.asdict(detectors.settings_for(profile).id_classifier),
+        "settings": dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else None,
         "features": params.as_dict(),
         "data": features.cache_key(train_paths, params),
         "n_train_clips": len(train_paths),
-        "seed": profile.seed,
+        "seed": seed,
         "aadlib": __version__,
     }
     return json.loads(json.dumps(record))
@@ -1336,30 +1341,32 @@ def _detector_record(profile: Profile, params: FeatureParams, train_paths) -> di
 
 def fit_detector(
     profile: Profile, family: str, machine_type: str, *, refit: bool = False, verbose: int = 0
-):
-    """Fit a detector family on one machine type's normal training clips. Chapters 7, 8.
+) -> detectors.Detector:
+    """Fit a registered detector on one machine type's normal training clips. Chapters 7, 8.
 
-    The detectors read the paper's log-mel features (the autoencoders' feature cache).
-    The Mahalanobis and GMM detectors fit in seconds and are fitted anew. A trained ID
-    classifier is saved under ``<results>/id-classifier/<machine_type>/`` and loaded by
-    a later call with the same settings and training files (``refit=True`` trains anew).
+    Detectors read the paper's log-mel features (the autoencoders' feature cache). One
+    that fits in seconds is fitted anew; a :class:`aadlib.detectors.SavedDetector` is
+    saved under ``<results>/<family>/<machine_type>/`` and loaded by a later call with
+    the same settings and training files (``refit=True`` fits anew). A model kind of
+    :data:`aadlib.paper.MODELS` trains as :func:`train_machine_type` trains it.
     """
+    if family in paper.MODELS:
+        return train_machine_type(machine_type, family, profile, retrain=refit, verbose=verbose)
     params = FeatureParams()
     table, logmels = load_features(profile, machine_type, "train", "normal", params, False)
     machine_ids = table["machine_id"].to_numpy()
     detector = detectors.make_detector(family, profile, profile.seed)
-    if family != "id-classifier":
-        return detector.fit(logmels, machine_ids)
+    if not isinstance(detector, detectors.SavedDetector):
+        return detector.fit(logmels, machine_ids, verbose=verbose)
     run_dir = profile.results / family / machine_type
-    record = _detector_record(profile, params, table.path)
-    settings = detectors.settings_for(profile).id_classifier
-    with exclusive(run_dir, f"training the ID classifier of {machine_type}"):
+    record = _detector_record(detector, params, table.path, profile.seed)
+    with exclusive(run_dir, f"fitting the {family} detector of {machine_type}"):
         if not refit:
             try:
-                saved = detectors.IdClassifierDetector.load(run_dir, record, settings, profile.seed)
+                saved = type(detector).load(run_dir, record, detector.settings, profile.seed)
             except (OSError, ValueError, KeyError) as err:  # ModelFileError included
                 log.warning(
-                    "%s: the saved ID classifier cannot be used (%s); training again", run_dir, err
+                    "%s: the saved %s cannot be used (%s); fitting again", run_dir, family, err
                 )
                 saved = None
             if saved is not None:
@@ -1380,15 +1387,24 @@ def _detector_scores(detector, clips: pd.DataFrame, logmels: LogMelSet) -> pd.Da
     return scores[["model", *clips.columns, "score"]]
 
 
-def score_detector(detector, profile: Profile, machine_type: str) -> pd.DataFrame:
-    """Score every test clip of a machine type with a fitted detector. Chapter 7.
+def score_detector(
+    detector, profile: Profile, machine_type: str, progress: bool = False
+) -> pd.DataFrame:
+    """Score every test clip of a machine type with a fitted detector. Chapters 3 to 7.
 
     Returns a scores table (one row per clip and score name, ``model`` the score name,
-    e.g. ``"mahalanobis"``), also written to ``<results>/<family>/<machine_type>/scores.csv``.
+    e.g. ``"dense"`` or ``"mahalanobis"``), also written, with the scoring settings and
+    seconds in ``scoring.json``, to the detector's folder (``<results>/<family>/<type>/``).
     """
-    clips, logmels = load_features(profile, machine_type, "test", None, FeatureParams(), False)
+    start = time.perf_counter()
+    params = _feature_params(detector.family)
+    clips, logmels = load_features(profile, machine_type, "test", None, params, progress)
     scores = _detector_scores(detector, clips, logmels)
-    write_csv(scores, profile.results / detector.family / machine_type / "scores.csv")
+    folder = getattr(detector, "run_dir", None) or _run_dir(profile, detector.family, machine_type)
+    write_csv(scores, folder / "scores.csv")
+    record = {**_scoring(profile, detector.family, machine_type)}
+    record["seconds"] = time.perf_counter() - start
+    write_text(folder / _SCORING_FILE, json.dumps(record))
     return scores
 
 
@@ -1400,37 +1416,30 @@ def run_detector(
     refit: bool = False,
     verbose: int = 0,
 ) -> detectors.DetectorRun:
-    """Fit and score a detector family on machine types; scores, timings and fits.
+    """Fit and score a detector on machine types; scores, timings and fits. Chapters 7, 9, 10.
 
-    Chapters 7, 9, 10.
-
-    ``family`` is one of :data:`aadlib.detectors.DETECTOR_FAMILIES`. The scores table has
-    the format of :func:`score_machine_type` (so :mod:`aadlib.tables` reads it); the
-    timings give, per type, the seconds of the fit (the original fit's for a reused ID
-    classifier) and of scoring the test clips, reading their cached features included
-    but not extracting them. The data must be there
-    (:func:`prepare_data`).
+    ``family`` is a registered detector (:data:`aadlib.detectors.DETECTORS`) or a model
+    kind (:data:`aadlib.paper.MODELS`): each is fitted (or reused) by
+    :func:`fit_detector` and scored by :func:`score_detector`. The scores table has the
+    format of :func:`score_machine_type` (so :mod:`aadlib.tables` reads it); the timings
+    give, per type, the seconds of the fit (the original fit's for a reused one) and of
+    scoring the test clips, reading their cached features included but not extracting
+    them. The data must be there (:func:`prepare_data`).
     """
-    if family not in detectors.DETECTOR_FAMILIES:
-        raise ValueError(
-            f"unknown detector {family!r}; choose one of {', '.join(detectors.DETECTOR_FAMILIES)}"
-        )
-    types = machine_types_of(profile, machine_types)
+    if family not in paper.MODELS:
+        detectors.detector_class(family)  # an unknown family fails before any fit
     parts, timings, fitted = [], [], {}
-    for machine_type in types:
+    for machine_type in machine_types_of(profile, machine_types):
         detector = fit_detector(profile, family, machine_type, refit=refit, verbose=verbose)
-        params = FeatureParams()
-        clips, logmels = load_features(profile, machine_type, "test", None, params, False)
         start = time.perf_counter()
-        scores = _detector_scores(detector, clips, logmels)
-        seconds = time.perf_counter() - start
-        write_csv(scores, profile.results / family / machine_type / "scores.csv")
+        scores = score_detector(detector, profile, machine_type)
+        scoring_seconds = time.perf_counter() - start
         timings.append(
             {
                 "detector": family,
                 "machine_type": machine_type,
                 "fit_seconds": detector.fit_seconds,
-                "score_seconds": seconds,
+                "score_seconds": scoring_seconds,
                 "reused": bool(getattr(detector, "reused", False)),
                 "test_clips": int(scores["path"].nunique()),
             }

@@ -6,6 +6,7 @@ Every function takes ``ax=None`` (a new figure of ``figsize`` is made) and retur
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
@@ -19,7 +20,7 @@ from sklearn.metrics import roc_curve
 from . import metrics
 from .features import FeatureParams
 from .metrics import HIT_THRESHOLD
-from .paper import MAX_FPR, SAMPLE_RATE, model_spec
+from .paper import MAX_FPR, MODELS, SAMPLE_RATE, model_spec
 from .wording import glue  # where chapters found it first; the wording module owns it
 
 __all__ = [
@@ -50,33 +51,39 @@ __all__ = [
 LABEL_COLORS = {"normal": "#1f77b4", "anomaly": "#d62728"}
 #: The one palette of the book: each model and detector keeps its colour in every chapter
 #: (the Dense AE is the same blue in chapters 5, 7 and 9). Figures take their colours from
-#: here, through :func:`model_color`; the two ensembles of chapter 7 have their own.
+#: here and from each registered detector's ``colors``, through :func:`model_color`; the
+#: two ensembles of chapter 7 have their own.
 MODEL_COLORS = {
     "baseline": "#7f7f7f",
     "dense": "#1f77b4",
     "cnn": "#ff7f0e",
-    "mahalanobis": "#2ca02c",
-    "gmm": "#9467bd",
-    "id-classifier": "#8c564b",
-    "id-embedding": "#e377c2",
     "dense + mahalanobis": "#17becf",
     "mahalanobis + id-embedding": "#bcbd22",
 }
+
+#: Colours of model kinds added to :data:`aadlib.paper.MODELS` beyond the paper's three.
+_ADDED_KIND_COLORS = ("#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2")
 
 
 def model_color(name: str) -> str:
     """The colour of a model or detector in every figure of the book. Chapters 5, 7, 9.
 
-    Raises a :class:`KeyError` naming the palette for a name it does not hold: a new
-    detector gets its entry in :data:`MODEL_COLORS` rather than a colour of the moment.
+    Raises a :class:`KeyError` for a name that neither :data:`MODEL_COLORS` nor a
+    registered detector's ``colors`` holds, rather than a colour of the moment.
     """
-    try:
+    if name in MODEL_COLORS:
         return MODEL_COLORS[name]
-    except KeyError:
-        raise KeyError(
-            f"{name!r} has no colour in aadlib.plots.MODEL_COLORS (it holds "
-            f"{', '.join(MODEL_COLORS)}): add one there, so it keeps it across chapters"
-        ) from None
+    if name in MODELS:  # a kind added to the paper's: a light shade, by its place there
+        return _ADDED_KIND_COLORS[list(MODELS).index(name) % len(_ADDED_KIND_COLORS)]
+    detectors = sys.modules.get("aadlib.detectors")  # only a loaded registry can hold it
+    for cls in getattr(detectors, "DETECTORS", {}).values():
+        if name in cls.colors:
+            return cls.colors[name]
+    raise KeyError(
+        f"{name!r} has no colour in aadlib.plots.MODEL_COLORS (it holds "
+        f"{', '.join(MODEL_COLORS)}) nor in a registered detector's colors: add one "
+        "there, so it keeps it across chapters"
+    )
 
 
 def audio_player(samples, title: str, listen_for: str, rate: int = SAMPLE_RATE):

@@ -265,10 +265,9 @@ class Profile:
         paper.model_spec(kind)  # an unknown kind gets the error that lists the kinds
         if (kind, machine_type) in self.overrides:
             return self.overrides[kind, machine_type]
-        try:
-            return self.models[kind]
-        except KeyError:
-            raise ValueError(f"profile {self.name!r} has no settings for {kind!r}") from None
+        # A kind the profile does not list (one added to aadlib.paper.MODELS) runs as the
+        # paper's spec says.
+        return self.models.get(kind) or ModelSettings.paper(kind)
 
     @property
     def cache_dir(self) -> Path:

@@ -107,11 +107,14 @@ def table2_long(consistent: bool = False) -> pd.DataFrame:
     """Table 2 in long form: one row per (model, machine type, ID) with ``auc``, ``pauc``.
 
     Chapters 5, 10. The models are ``baseline`` (the DCASE 2020 baseline) and the kinds of
-    :data:`aadlib.paper.MODEL_KINDS`; ``consistent`` as in :func:`table2`.
+    :data:`aadlib.paper.MODELS` that the paper reported (a kind added to them has no
+    published row); ``consistent`` as in :func:`table2`.
     """
     wide = table2(consistent)
     parts = []
     for model in dict.fromkeys(("baseline", *MODEL_KINDS)):
+        if f"{model}_auc" not in wide:
+            continue
         part = wide[["machine_type", "machine_id", f"{model}_auc", f"{model}_pauc"]]
         part = part.rename(columns={f"{model}_auc": "auc", f"{model}_pauc": "pauc"})
         parts.append(part.assign(model=model))

@@ -10,19 +10,20 @@ This is the one module that runs a trained model on audio features.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
 
+import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from . import paper
 from .batches import WindowBatches
-from .features import LogMelSet, frame_windows
-
-if TYPE_CHECKING:
-    from .training import TrainedModel
+from .features import LogMelSet, Scaler, frame_windows
 
 __all__ = [
+    "TrainedModel",
     "ClipTooShortError",
     "reconstruction_errors",
     "score_clips",
@@ -125,6 +126,48 @@ def score_clips(
         errors[b * batch_size : (b + 1) * batch_size] = window_errors(windows.batch(b)).numpy()
     sums = np.bincount(windows.clip_of_window, weights=errors, minlength=len(logmels))
     return sums / windows.windows_per_clip
+
+
+@dataclass
+class TrainedModel:
+    """A trained autoencoder with what scoring needs: a detector like every other. Chapters 3 to 7.
+
+    It has the interface of :class:`aadlib.detectors.Detector` (``family``, ``names``,
+    ``scores``), so the pipeline fits, scores, saves and reuses it as it does the others;
+    its test clips are scored every ``score_hop`` frames in batches of ``score_batch``
+    (``None``: the paper's, :data:`aadlib.paper.MODELS`).
+    """
+
+    kind: str
+    machine_type: str
+    model: keras.Model
+    scaler: Scaler | None
+    history: pd.DataFrame
+    run_dir: Path
+    #: Seconds the training took (when it was trained, not when it was loaded).
+    seconds: float
+    #: Whether the model was loaded from an earlier run rather than trained now.
+    reused: bool = False
+    score_hop: int | None = None
+    score_batch: int | None = None
+
+    @property
+    def family(self) -> str:
+        return self.kind
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.kind,)
+
+    @property
+    def fit_seconds(self) -> float:
+        return self.seconds
+
+    def scores(self, logmels: LogMelSet, machine_ids=None) -> dict[str, np.ndarray]:
+        """``{kind: each clip's score}`` (:func:`score_clips`; the IDs play no part)."""
+        hop = self.score_hop or paper.model_spec(self.kind).hop
+        scores = score_clips(self.model, logmels, self.kind, hop, self.score_batch, self.scaler)
+        return {self.kind: scores}
 
 
 def clip_windows(trained: TrainedModel, logmel: np.ndarray, hop: int = 1) -> np.ndarray:

@@ -21,7 +21,7 @@ import pandas as pd
 from . import metrics, plots, reference, wording
 from ._storage import write_atomic, write_csv
 from .data import MACHINE_TYPES, type_order
-from .paper import MODEL_KINDS, model_order
+from .paper import MODELS, model_order
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -80,7 +80,7 @@ def check_summary(scores: pd.DataFrame, folder: str | Path, source: str | Path) 
     """
     folder = Path(folder)
     gaps = []
-    for kind in MODEL_KINDS:
+    for kind in MODELS:
         for machine_type in MACHINE_TYPES:
             part = folder / kind / machine_type / "scores.csv"
             if not part.is_file():

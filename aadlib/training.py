@@ -51,7 +51,6 @@ __all__ = [
     "EarlyStopping",
     "fit_autoencoder",
     "clear_checkpoints",
-    "TrainedModel",
     "ModelFileError",
     "save_model",
     "load_model",
@@ -538,22 +537,6 @@ def _resume_from(model: keras.Model, checkpoint: Path) -> None:
         raise ModelFileError(f"{checkpoint}: optimizer state does not match this model")
     for variable, value in zip(model.optimizer.variables, saved):
         variable.assign(value)
-
-
-@dataclass
-class TrainedModel:
-    """A trained autoencoder with what scoring needs. Chapters 3 to 5."""
-
-    kind: str
-    machine_type: str
-    model: keras.Model
-    scaler: Scaler | None
-    history: pd.DataFrame
-    run_dir: Path
-    #: Seconds the training took (when it was trained, not when it was loaded).
-    seconds: float
-    #: Whether the model was loaded from an earlier run rather than trained now.
-    reused: bool = False
 
 
 def save_model(model: keras.Model, path: str | Path) -> Path:

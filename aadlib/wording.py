@@ -439,13 +439,9 @@ def rank_phrase(ranks: dict, total: int) -> str:
     return join(parts)
 
 
-#: How the book's prose names each detector score that is not an autoencoder.
-DETECTOR_TITLES = {
-    "mahalanobis": "Mahalanobis detector",
-    "gmm": "Gaussian mixture",
-    "id-classifier": "ID classifier",
-    "id-embedding": "ID classifier",  # the same network's second score
-}
+#: How the book's prose names each detector score that is not an autoencoder; filled
+#: from each detector class's ``titles`` by :func:`aadlib.detectors.register_detector`.
+DETECTOR_TITLES: dict[str, str] = {}
 
 
 def title(name: str) -> str:

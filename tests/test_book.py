@@ -406,7 +406,7 @@ def test_every_model_drawn_in_the_book_takes_its_colour_from_the_palette():
     assert chosen, "chapter 7's ensembles are named in CHOSEN"
     import ast
 
-    names = ["baseline", "dense", "cnn", *detectors.SCORE_NAMES]
+    names = ["baseline", "dense", "cnn", *detectors.score_names()]
     names += [f"{a} + {b}" for a, b in ast.literal_eval(chosen.group(1))]
     for name in names:
         plots.model_color(name)  # a KeyError names the missing entry

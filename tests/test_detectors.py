@@ -556,9 +556,9 @@ def test_settings_for_unknown_profiles_are_the_full_ones():
 
 @pytest.mark.slow
 def test_run_detector_gives_scores_tables_can_read(tiny):
-    runs = [pipeline.run_detector(tiny, f, ["valve"]) for f in detectors.DETECTOR_FAMILIES]
+    runs = [pipeline.run_detector(tiny, f, ["valve"]) for f in detectors.DETECTORS]
     scores = pd.concat([r.scores for r in runs], ignore_index=True)
-    assert set(scores.model) == set(detectors.SCORE_NAMES)
+    assert set(scores.model) == set(detectors.score_names())
     per_id = tables.per_id_table(scores, ci=True, n_boot=50)
     assert {"auc_low", "auc_high"} <= set(per_id.columns)
     assert not tables.compare_models(scores, "mahalanobis", "gmm", n_boot=50).empty

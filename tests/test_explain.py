@@ -14,7 +14,7 @@ from scipy.spatial.distance import mahalanobis
 from scipy.stats import binomtest
 
 from aadlib import detectors, explain, metrics, profiles, soundmodel
-from aadlib.training import TrainedModel
+from aadlib.scoring import TrainedModel
 
 # --------------------------------------------------------------------------------------
 # The truth: anomalous clip against its clean twin

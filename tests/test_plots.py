@@ -57,7 +57,7 @@ def test_averages_need_intervals():
 def test_every_model_and_detector_of_the_book_has_one_colour():
     from aadlib import detectors, paper
 
-    names = list(dict.fromkeys(["baseline", *paper.MODEL_KINDS, *detectors.SCORE_NAMES]))
+    names = list(dict.fromkeys(["baseline", *paper.MODEL_KINDS, *detectors.score_names()]))
     colours = [plots.model_color(name) for name in names]
     assert len(set(colours)) == len(colours), "two models share a colour"
     assert len(set(plots.MODEL_COLORS.values())) == len(plots.MODEL_COLORS)
