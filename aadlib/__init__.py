@@ -21,7 +21,7 @@ __all__ = [
     "paper",
     "wording",
     "data",
-    "reference",
+    "published",
     "profiles",
     "features",
     "soundmodel",

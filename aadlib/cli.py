@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pauc",
         choices=metrics.PAUC_DEFINITIONS,
-        default="mcclish",
-        help="pAUC definition of the printed table (mcclish: as the paper's Table 2)",
+        default=metrics.PAUC_DEFAULT,
+        help=f"pAUC definition of the printed table (default {metrics.PAUC_DEFAULT}: as the "
+        "paper's Table 2)",
     )
     return parser
 

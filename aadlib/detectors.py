@@ -37,7 +37,7 @@ machine is known), so scoring may use it to pick the ID's parameters. No fit eve
 test clip or a normal/anomalous label: ``fit`` takes training clips and their IDs only.
 
 :func:`rank_average` combines two detectors' scores without labels; the published
-figures of stronger systems on the real data are in :func:`aadlib.reference.published_results`.
+figures of stronger systems on the real data are in :func:`aadlib.published.published_results`.
 """
 
 from __future__ import annotations

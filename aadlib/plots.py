@@ -21,10 +21,8 @@ from . import metrics
 from .features import FeatureParams
 from .metrics import HIT_THRESHOLD
 from .paper import MAX_FPR, MODELS, SAMPLE_RATE, model_spec
-from .wording import glue  # where chapters found it first; the wording module owns it
 
 __all__ = [
-    "glue",
     "LABEL_COLORS",
     "MODEL_COLORS",
     "model_color",

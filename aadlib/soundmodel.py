@@ -77,7 +77,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import reference
+from . import published
 from .data import (
     CLIP_SECONDS,
     DEV_IDS,
@@ -1024,7 +1024,7 @@ def _soft_limit(y: np.ndarray, knee: float = 0.7) -> np.ndarray:
 
 
 def _real_profile(machine_type: str) -> tuple[np.ndarray, np.ndarray]:
-    stats = reference.real_logmel_stats()
+    stats = published.real_logmel_stats()
     rows = stats[stats.machine_type == machine_type].sort_values("mel_bin")
     return rows["mean_db"].to_numpy(np.float64), rows["std_db"].to_numpy(np.float64)
 

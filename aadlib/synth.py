@@ -52,7 +52,7 @@ import soundfile as sf
 import xxhash
 from tqdm.auto import tqdm
 
-from . import reference
+from . import published
 from ._storage import exclusive, read_json_object, remove_stale_temporaries, write_bytes
 from .data import (
     CLIP_SECONDS,
@@ -169,7 +169,7 @@ def dataset_counts(size: str | SynthSize = "quick") -> pd.DataFrame:
     split half and half (the odd one anomalous).
     """
     size = _as_size(size)
-    table = reference.table1().set_index(["machine_type", "machine_id"])
+    table = published.table1().set_index(["machine_type", "machine_id"])
     rows = []
     for mtype in MACHINE_TYPES:
         for mid in DEV_IDS[mtype]:

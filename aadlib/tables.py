@@ -18,9 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import metrics, plots, reference, wording
+from . import metrics, plots, published, wording
 from ._storage import write_atomic, write_csv
 from .data import MACHINE_TYPES, type_order
+from .metrics import PAUC_DEFAULT, PAUC_DEFINITIONS
 from .paper import MODELS, model_order
 
 __all__ = [
@@ -144,7 +145,7 @@ def _runs(group: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def per_id_table(
     scores: pd.DataFrame,
-    pauc: str = "mcclish",
+    pauc: str = PAUC_DEFAULT,
     *,
     ci: bool = False,
     n_boot: int = metrics.N_BOOT,
@@ -293,7 +294,7 @@ def compare_models(
     scores: pd.DataFrame,
     first: str,
     second: str,
-    pauc: str = "mcclish",
+    pauc: str = PAUC_DEFAULT,
     *,
     n_boot: int = metrics.N_BOOT,
     seed: int = 0,
@@ -404,10 +405,11 @@ def _undecided(machine_types: pd.Series, models, training: pd.DataFrame) -> list
 
 def results_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Per-ID and per-type AUC with both pAUC definitions, in percent. Chapters 3, 5."""
-    mcclish = per_id_table(scores, pauc="mcclish")
-    dcase = per_id_table(scores, pauc="dcase")
-    table = mcclish.rename(columns={"pauc": "pauc_mcclish"})
-    table.insert(table.columns.get_loc("pauc_mcclish") + 1, "pauc_dcase", dcase["pauc"].values)
+    tables = {name: per_id_table(scores, pauc=name) for name in PAUC_DEFINITIONS}
+    table = tables[PAUC_DEFAULT].drop(columns=["pauc"])
+    at = table.columns.get_loc("auc") + 1
+    for offset, (name, each) in enumerate(tables.items()):
+        table.insert(at + offset, f"pauc_{name}", each["pauc"].values)
     return table
 
 
@@ -449,7 +451,7 @@ def comparison_table(ours: pd.DataFrame) -> pd.DataFrame:
         for ``pauc`` (percentage points). Rows whose machine ID is not in the paper (a
         synthetic set may differ) keep NaN paper values.
     """
-    paper = reference.table2_long()
+    paper = published.table2_long()
     interval = [c for c in ("auc_low", "auc_high", "pauc_low", "pauc_high") if c in ours]
     merged = ours[["model", "machine_type", "machine_id", "auc", "pauc", *interval]].merge(
         paper.rename(columns={"auc": "paper_auc", "pauc": "paper_pauc"}),
@@ -683,7 +685,7 @@ def _fold_replicates(model_scores: pd.DataFrame, folds: list, n_boot: int, seed:
 
 def fold_table(
     scores: pd.DataFrame,
-    pauc: str = "mcclish",
+    pauc: str = PAUC_DEFAULT,
     *,
     n_boot: int = metrics.N_BOOT,
     seed: int = 0,
@@ -737,7 +739,7 @@ def write_reproduction(scores: pd.DataFrame, folder: str | Path, caption: str = 
     both pAUC definitions. Every file is written atomically.
     """
     folder = Path(folder)
-    comparison = comparison_table(per_id_table(scores, pauc="mcclish", ci=True))
+    comparison = comparison_table(per_id_table(scores, pauc=PAUC_DEFAULT, ci=True))
     table = results_table(scores)
     files = [
         write_csv(table, folder / "table.csv"),

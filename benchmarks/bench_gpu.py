@@ -21,7 +21,7 @@ Run from the repository's root: ``make bench-gpu`` (``python benchmarks/bench_gp
    into an empty cache.
 4. **Projection** of the whole reproduction (18 models, six types: Table 1's clips): for
    each kind, ``epochs`` (an assumption, ``--epochs``) times the steps of one epoch
-   (:func:`aadlib.reference.training_workload`) at the measured rates plus the epoch's
+   (:func:`aadlib.published.training_workload`) at the measured rates plus the epoch's
    fixed cost measured in 3., one compilation per model, scoring and extraction at the
    measured rates, the models trained one after another.
 
@@ -646,10 +646,10 @@ def _one_epoch(bench: Bench, kind: str, test_paths, extraction) -> tuple[list[di
 
 def _workload(kind: str) -> tuple[int, int]:
     """Training and validation batches of one epoch over the six types (Table 1)."""
-    from aadlib import reference
+    from aadlib import published
 
     spec = paper.model_spec(kind)
-    windows = reference.training_workload([kind])[f"{spec.title} windows per epoch"]
+    windows = published.training_workload([kind])[f"{spec.title} windows per epoch"]
     val = windows * paper.VALIDATION_FRACTION / (1 - paper.VALIDATION_FRACTION)
     steps = sum(math.ceil(w / spec.batch_size) for w in windows)
     val_steps = sum(math.ceil(w / spec.batch_size) for w in val)
@@ -658,9 +658,9 @@ def _workload(kind: str) -> tuple[int, int]:
 
 def projection_rows(bench: Bench, rates: dict, epochs: dict, assumed: dict) -> list[dict]:
     """The whole reproduction's time from the measured rates and capped epochs."""
-    from aadlib import reference
+    from aadlib import published
 
-    clips = reference.table1()
+    clips = published.table1()
     n_train, n_test = int(clips.train_files.sum()), int(clips.test_files.sum())
     types = clips.machine_type.nunique()
     rows, total = [], 0.0

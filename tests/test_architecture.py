@@ -37,7 +37,7 @@ def test_private_io_modules_import_no_aadlib_module(name):
 
 def test_metrics_tables_and_the_command_line_do_not_load_tensorflow():
     code = (
-        "import sys, aadlib.metrics, aadlib.tables, aadlib.profiles, aadlib.reference, aadlib.cli\n"
+        "import sys, aadlib.metrics, aadlib.tables, aadlib.profiles, aadlib.published, aadlib.cli\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

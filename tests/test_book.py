@@ -340,14 +340,14 @@ def test_every_audio_player_is_labelled(html):
 def test_published_figures_are_quoted_as_printed_everywhere(html):
     """One value per published system: its resource's figure to the printed two decimals,
     and the paper's averages as printed with the correction labelled beside them."""
-    from aadlib import reference, wording
+    from aadlib import published, wording
 
     pages = _chapter_pages(html)
     for chapter in ("notebooks/07_stronger_detectors", "notebooks/09_what_we_learned"):
         text = _text(pages[chapter])
-        for row in reference.published_results().itertuples():
+        for row in published.published_results().itertuples():
             assert f"{row.auc:.2f}" in text, f"{chapter}: {row.system} AUC not as printed"
-    averages = reference.paper_averages().set_index("model")
+    averages = published.paper_averages().set_index("model")
     cnn = wording.printed_and_corrected(averages.auc["cnn"], averages.auc_corrected["cnn"])
     assert "as printed" in cnn and "corrected" in cnn
     for chapter in ("05_reproducing_the_tables", "07_stronger_detectors", "09_what_we_learned"):
@@ -436,7 +436,7 @@ def test_the_books_verdicts_rest_on_trained_models(html):
     their plateau on every type in every run, chapter 5 names the noise of its intervals and
     shows the seed spread, the baseline column is within 5 points of the paper's, and every
     verdict on a model that stopped while improving reads "undecided" (chapters 5, 7, 9)."""
-    from aadlib import pipeline, reference
+    from aadlib import pipeline, published
 
     profile = profiles.resolve("quick")
     runs = pipeline.training_summary(profile)
@@ -449,7 +449,7 @@ def test_the_books_verdicts_rest_on_trained_models(html):
         assert (these.status == "plateau").all(), these[["machine_type", "seed", "status"]]
     table = pd.read_csv(profile.results / "table.csv", dtype={"machine_id": str})
     ours = table[(table.machine_id == "average") & (table.model == "baseline")]
-    paper_rows = reference.table2()
+    paper_rows = published.table2()
     paper_rows = paper_rows[paper_rows.machine_id.astype(str) == "average"]
     gap = ours.set_index("machine_type").auc - paper_rows.set_index("machine_type").baseline_auc
     assert len(gap.dropna()) == 6 and (gap.abs() <= 5).all(), gap

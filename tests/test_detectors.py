@@ -14,7 +14,7 @@ from scipy.spatial.distance import mahalanobis
 from scipy.stats import rankdata
 from sklearn.covariance import ledoit_wolf
 
-from aadlib import data, detectors, pipeline, profiles, reference, tables, training, wording
+from aadlib import data, detectors, pipeline, profiles, published, tables, training, wording
 from aadlib.batches import WindowBatches
 from aadlib.features import LogMelSet, stack_frames
 
@@ -501,10 +501,10 @@ def test_identity_findings_separate_unlearned_ids_from_kept_and_blurred_identiti
 
 
 def test_paper_averages_are_the_mean_of_table_2s_type_averages_printed_and_corrected():
-    paper = reference.paper_averages().set_index("model")
+    paper = published.paper_averages().set_index("model")
     assert list(paper.index) == ["baseline", "dense", "cnn"]
     for suffix, consistent in (("", False), ("_corrected", True)):
-        wide = reference.table2(consistent=consistent)
+        wide = published.table2(consistent=consistent)
         averages = wide[wide.machine_id == "average"]
         for kind in paper.index:
             for metric in ("auc", "pauc"):
@@ -512,7 +512,7 @@ def test_paper_averages_are_the_mean_of_table_2s_type_averages_printed_and_corre
                 assert paper.loc[kind, f"{metric}{suffix}"] == pytest.approx(expected)
     # The pump erratum moves the CNN AE's AUC only: printed and corrected differ there alone.
     moved = paper.auc_corrected - paper.auc
-    (erratum,) = [e for e in reference.PAPER_ERRATA if e["table"] == "table2"]
+    (erratum,) = [e for e in published.PAPER_ERRATA if e["table"] == "table2"]
     shift = (erratum["consistent"] - erratum["printed"]) / 6
     assert moved["cnn"] == pytest.approx(shift) and (moved.drop("cnn") == 0).all()
 
@@ -523,7 +523,7 @@ def test_paper_averages_are_the_mean_of_table_2s_type_averages_printed_and_corre
 
 
 def test_published_results_are_labelled_real_data_with_known_references():
-    table = reference.published_results()
+    table = published.published_results()
     assert list(table.columns) == [
         "system",
         "reference",

@@ -44,7 +44,7 @@ from aadlib.download import (
     is_complete,
     safe_extract,
 )
-from aadlib.reference import table1
+from aadlib.published import table1
 
 DEV_RECORD = 3678171
 N_TRAIN, N_NORMAL, N_ANOMALY = 3, 2, 2
@@ -220,7 +220,7 @@ def leftovers(root: Path) -> list[Path]:
 
 
 def test_registry_has_every_dev_archive_and_matches_table1():
-    # Table 1 with its documented erratum corrected (aadlib.reference.PAPER_ERRATA).
+    # Table 1 with its documented erratum corrected (aadlib.published.PAPER_ERRATA).
     totals = table1(consistent=True).groupby("machine_type")[["train_files", "test_files"]].sum()
     for archive in archives_for(kind="dev"):
         assert archive.file == f"dev_data_{archive.machine_type}.zip"

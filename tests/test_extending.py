@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from aadlib import detectors, models, paper, pipeline, plots, reference, tables, wording
+from aadlib import detectors, models, paper, pipeline, plots, published, tables, wording
 
 
 class LoudnessDetector:
@@ -114,4 +114,4 @@ def test_an_added_model_kind_trains_scores_and_is_reused_with_the_paper_s_path(t
     assert compared["auc"].between(0, 100).all()
     assert plots.model_color("small") not in plots.MODEL_COLORS.values()
     assert wording.title("small") == "Small AE"
-    assert "small" not in set(reference.table2_long().model)
+    assert "small" not in set(published.table2_long().model)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aadlib import data, pipeline, profiles, reference, tables, training
+from aadlib import data, pipeline, profiles, published, tables, training
 
 pytestmark = pytest.mark.usefixtures("checkpoint_every_epoch")
 
@@ -151,7 +151,7 @@ def test_cli_reproduce_runs_a_full_size_type_with_capped_training(tmp_path):
     table = pd.read_csv(profile.results / "comparison.csv", dtype={"machine_id": str})
     assert set(table.model) == {"dense"}
     clips = data.list_clips(profile.data_root, "slider")
-    expected = reference.table1().query("machine_type == 'slider'")
+    expected = published.table1().query("machine_type == 'slider'")
     assert (clips.split == "train").sum() == expected.train_files.sum()
     assert (clips.split == "test").sum() == expected.test_files.sum()
     assert (profile.results / "comparison.png").exists()
@@ -280,17 +280,3 @@ def test_profile_departures_list_what_each_profile_changes():
     # A kind the profile ships rather than trains says so.
     assert table.loc["cnn: trained", "quick"] == "once, shipped with aadlib"
     assert table.loc["dense: trained", "quick"] == "="
-
-
-def test_glue_hands_plain_numbers_to_myst_nb(monkeypatch):
-    import myst_nb
-
-    from aadlib import plots
-
-    seen = {}
-    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.update({name: value}))
-    plots.glue("x", np.float64(2.5))
-    plots.glue("n", np.int64(3))
-    plots.glue("s", "words")
-    assert seen == {"x": 2.5, "n": 3, "s": "words"}
-    assert type(seen["x"]) is float and type(seen["n"]) is int

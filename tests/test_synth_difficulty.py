@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aadlib import reference, soundmodel, synth
+from aadlib import published, soundmodel, synth
 
 #: Parameters that grow with an anomaly's strength (magnitudes), per kind.
 STRENGTHS = {
@@ -115,7 +115,7 @@ def test_verified_baseline_is_within_the_bands_of_the_paper():
     least 3 training seeds, within 5 points of the paper's per-type baseline average and
     within 10 of each per-ID value, compared here with the paper's table itself."""
     report = _report()
-    paper = reference.table2()[["machine_type", "machine_id", "baseline_auc"]]
+    paper = published.table2()[["machine_type", "machine_id", "baseline_auc"]]
     merged = report.merge(paper, on=["machine_type", "machine_id"], validate="one_to_one")
     assert len(merged) == len(paper)
     assert (merged.seeds >= 3).all()

@@ -69,7 +69,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aadlib import features, metrics, pipeline, profiles, reference, soundmodel, synth, training  # noqa: E402
+from aadlib import features, metrics, pipeline, profiles, published, soundmodel, synth, training  # noqa: E402
 from aadlib.data import DEV_IDS, MACHINE_TYPES, load_clip  # noqa: E402
 from aadlib.features import LogMelSet, Scaler  # noqa: E402
 
@@ -167,7 +167,7 @@ def auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
 
 def paper_targets() -> pd.DataFrame:
     """The paper's per-ID baseline AUC (Table 2 as printed)."""
-    table = reference.table2()
+    table = published.table2()
     table = table[table.machine_id != "average"]
     return table.assign(machine_id=table.machine_id.astype(int))[
         ["machine_type", "machine_id", "baseline_auc"]
@@ -298,7 +298,7 @@ def comparison(aucs: pd.DataFrame) -> pd.DataFrame:
         .auc.agg(synthetic_auc="mean", seed_sd="std", seeds="count")
         .reset_index()
     )
-    paper = reference.table2()[["machine_type", "machine_id", "baseline_auc"]]
+    paper = published.table2()[["machine_type", "machine_id", "baseline_auc"]]
     summary = summary.merge(
         paper.rename(columns={"baseline_auc": "paper_auc"}),
         on=["machine_type", "machine_id"],

@@ -1,4 +1,4 @@
-"""Tests of aadlib.reference: the paper's tables, as shipped data, are self-consistent."""
+"""Tests of aadlib.published: the paper's tables, as shipped data, are self-consistent."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aadlib import paper, reference
+from aadlib import paper, published
 from aadlib.data import DEV_IDS, MACHINE_TYPES, read_resource_csv
-from aadlib.reference import (
+from aadlib.published import (
     PAPER_ERRATA,
     baseline_dev_results,
     table1,
@@ -136,7 +136,7 @@ def test_table2_consistent_applies_the_pump_erratum():
 
 
 def test_measured_step_rates_cover_every_kind_at_the_papers_batch():
-    rates = reference.measured_step_rates()
+    rates = published.measured_step_rates()
     assert {"device", "kind", "step", "batch", "steps_per_execution", "xla"} <= set(rates)
     assert (rates["steps_per_second"] > 0).all()
     for kind in paper.MODEL_KINDS:
@@ -152,5 +152,5 @@ def test_the_development_download_is_the_six_type_archives():
     archives = data.read_resource_csv("dcase2020_task2_archives.csv")
     development = archives[archives.file.str.startswith("dev_data_")]
     assert len(development) == 6
-    assert reference.development_archive_bytes() == development.size_bytes.sum()
-    assert reference.development_archive_bytes() < archives.size_bytes.sum()
+    assert published.development_archive_bytes() == development.size_bytes.sum()
+    assert published.development_archive_bytes() < archives.size_bytes.sum()
