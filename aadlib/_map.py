@@ -25,6 +25,11 @@ def modules() -> list[str]:
     return list(aadlib.__all__)
 
 
+def part_of(name: str) -> str:
+    """The part of the library a public module belongs to (``aadlib.PARTS``)."""
+    return next(part for part, names in aadlib.PARTS.items() if name in names)
+
+
 def _tree(name: str) -> ast.Module:
     return ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
 
@@ -123,6 +128,7 @@ def module_rows(uses: dict[tuple[str, str], list[int]]) -> list[dict[str, object
         rows.append(
             {
                 "module": f"aadlib.{name}",
+                "part": part_of(name),
                 "what it does": summary(module),
                 "imports (aadlib)": ", ".join(m for m in modules() if m in imported),
                 "lines": lines_of(name),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import subprocess
 import sys
 
@@ -82,3 +83,17 @@ def test_version_is_the_package_version():
     from importlib.metadata import version
 
     assert aadlib.__version__ == version("aadlib")
+
+
+def test_the_readme_lists_the_modules_in_their_parts_and_order():
+    """The README's module table is a copy of aadlib.PARTS: same parts, same order."""
+    import aadlib
+
+    text = (_map.PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\|([^|`]*)\| `(\w+)` \|", text, flags=re.MULTILINE)
+    assert [name for _, name in rows] == _map.modules()
+    parts, current = {}, None
+    for part, name in rows:
+        current = part.strip() or current
+        parts.setdefault(current, []).append(name)
+    assert {p: tuple(n) for p, n in parts.items()} == aadlib.PARTS
