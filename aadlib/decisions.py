@@ -657,9 +657,7 @@ def fit_thresholds(
     machines: pd.DataFrame | None = None,
     min_per_id: int = MIN_SCORES_PER_ID,
 ) -> pd.DataFrame:
-    """A threshold for every machine ID, from the scores of normal reference clips.
-
-    Chapter 6.
+    """A threshold for every machine ID, from the scores of normal reference clips. Chapter 6.
 
     Parameters
     ----------
@@ -688,11 +686,7 @@ def fit_thresholds(
         cannot be applied to so few clips (:data:`MIN_GAMMA_SCORES`), ``threshold`` is
         NaN and ``fitted_on`` says so.
     """
-    if per not in ("id", "type", "auto"):
-        raise ValueError(f"per must be 'id', 'type' or 'auto', not {per!r}")
-    _check_quantile(quantile)
-    if rule not in THRESHOLD_RULES:
-        raise ValueError(f"rule must be one of {sorted(THRESHOLD_RULES)}, not {rule!r}")
+    _check_threshold_args(rule, quantile, per)
     reference = _with_int_ids(reference)
     keys = _keys(reference)
     machines = reference if machines is None else _with_int_ids(machines)
@@ -712,6 +706,14 @@ def fit_thresholds(
             row = {**dict(zip(keys, group_key)), "machine_id": machine_id}
             rows.append(_threshold_row(row, fitted, rule, quantile, "ID" if by_id else "type"))
     return _sorted(pd.DataFrame(rows))
+
+
+def _check_threshold_args(rule: str, quantile: float, per: str) -> None:
+    if per not in ("id", "type", "auto"):
+        raise ValueError(f"per must be 'id', 'type' or 'auto', not {per!r}")
+    _check_quantile(quantile)
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"rule must be one of {sorted(THRESHOLD_RULES)}, not {rule!r}")
 
 
 def _threshold_row(row: dict, fitted: pd.DataFrame, rule, quantile, fitted_on: str) -> dict:

@@ -1132,8 +1132,7 @@ def download_dcase2020(
 ) -> Path:
     """Download and unpack DCASE 2020 Task 2 archives into ``<root>/<machine_type>/``.
 
-    Types already complete (marker present) or already unzipped by hand are skipped
-    without any network request.
+    Types already complete (marker present) or unzipped by hand are skipped offline.
 
     Parameters
     ----------
@@ -1148,40 +1147,34 @@ def download_dcase2020(
         Server to use instead of ``https://zenodo.org`` (default: ``$AADLIB_DATA_URL``).
     keep_archives
         Keep the verified archives after extraction (about 8 GB for the development set).
-    progress
-        Show tqdm progress bars.
     allow_unverified
         Download archives whose checksum is unknown (the evaluation test set).
-    retries
-        How many times an interrupted transfer is resumed before giving up.
+    progress, retries
+        Show tqdm progress bars; how many times an interrupted transfer is resumed.
 
-    Returns
-    -------
-    Path
-        The data root, ready for :func:`aadlib.data.list_clips`.
+    Returns the data root, ready for :func:`aadlib.data.list_clips`.
 
     Raises
     ------
     DownloadError
-        With a message that says what failed and what to do; subclasses
-        :class:`ChecksumError`, :class:`BadArchiveError`, :class:`UnsafeArchiveError`,
-        :class:`ExistingFilesError`, :class:`DiskSpaceError`,
-        :class:`UnknownMachineTypeError`.
+        Or a subclass (:class:`ChecksumError`, :class:`BadArchiveError`,
+        :class:`UnsafeArchiveError`, :class:`ExistingFilesError`, :class:`DiskSpaceError`,
+        :class:`UnknownMachineTypeError`): what failed and what to do.
     TimeoutError
         Another run kept the root locked longer than ``$AADLIB_LOCK_TIMEOUT`` seconds.
     """
     todo = archives_for(machine_types, kind)
     root = Path(root).expanduser().absolute()
+    options = (base_url, keep_archives, progress, allow_unverified, retries)
     if all(_nothing_to_write(root, archive) for archive in todo):
         # Reading needs no lock, so a complete set may be read-only.
         for archive in todo:
-            _ensure(archive, root, base_url, keep_archives, progress, allow_unverified, retries)
+            _ensure(archive, root, *options)
         return root
-    # One run per data root: a second one waits, instead of fetching into the same .part
-    # files and extracting the same archives at the same time.
+    # One run per data root: a second waits instead of writing the same .part files.
     with exclusive(root, f"downloading into {root}"):
         for archive in todo:
-            _ensure(archive, root, base_url, keep_archives, progress, allow_unverified, retries)
+            _ensure(archive, root, *options)
         cache = root / ARCHIVE_DIR
         if cache.is_dir() and not any(cache.iterdir()):
             cache.rmdir()

@@ -545,13 +545,7 @@ def occlusion(
     logmel = np.asarray(logmel, dtype=np.float32)
     fill = _fill_for(fill, logmel.shape)
     length = logmel.shape[1] if axis == "frequency" else logmel.shape[0]
-    band_width = int(min(max(1, band_width), length))
-    stride = max(1, band_width // 2) if stride is None else int(stride)
-    if stride < 1:
-        raise ValueError(f"stride must be at least 1, not {stride}")
-    starts = list(range(0, length - band_width + 1, stride))
-    if starts[-1] != length - band_width:
-        starts.append(length - band_width)
+    band_width, starts = _band_starts(length, band_width, stride)
     variants = _occluded(logmel, fill, starts, band_width, axis)
     scores = np.asarray(score_fn(variants), dtype=np.float64)
     if scores.shape != (len(variants),):
@@ -566,6 +560,18 @@ def occlusion(
         total[start : start + band_width] += drop
         count[start : start + band_width] += 1
     return total / count
+
+
+def _band_starts(length: int, band_width: int, stride: int | None) -> tuple[int, list[int]]:
+    """The band width (at least 1, at most ``length``) and the bands' first positions."""
+    band_width = int(min(max(1, band_width), length))
+    stride = max(1, band_width // 2) if stride is None else int(stride)
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, not {stride}")
+    starts = list(range(0, length - band_width + 1, stride))
+    if starts[-1] != length - band_width:
+        starts.append(length - band_width)
+    return band_width, starts
 
 
 def _occluded(logmel: np.ndarray, fill: np.ndarray, starts, band_width: int, axis: str):

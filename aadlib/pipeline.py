@@ -49,7 +49,7 @@ from . import (
 from ._fastio import file_digest
 from ._storage import exclusive, read_json_object, write_csv, write_text
 from .features import FeatureParams, LogMelSet, Scaler
-from .profiles import PROFILES, Profile, describe_device, resolve, set_seed
+from .profiles import PROFILES, ModelSettings, Profile, describe_device, resolve, set_seed
 from .scoring import TrainedModel
 from .training import learning_status
 
@@ -770,14 +770,8 @@ def profile_departures(names=None) -> pd.DataFrame:
     put("test clips per ID (normal + anomalous)", "paper", "as Table 1 (189-1,200)")
     put("batch-norm momentum", "paper", 0.99)
     put("batches per epoch", "paper", "all")
-    for kind, spec in paper.MODELS.items():
-        put(f"{kind}: epochs at most", "paper", spec.epochs)
-        put(f"{kind}: early-stopping patience", "paper", spec.patience or "none")
-        put(f"{kind}: frames between training windows", "paper", spec.hop)
-        put(f"{kind}: frames between scored windows", "paper", spec.hop)
-        put(f"{kind}: z-normalised input", "paper", "yes" if spec.normalise else "no")
-        put(f"{kind}: training runs (seeds)", "paper", 1)
-        put(f"{kind}: trained", "paper", "in the run")
+    for kind in paper.MODEL_KINDS:
+        _put_model_rows(put, "paper", kind, ModelSettings.paper(kind))
     for name in names:
         profile = PROFILES[name]
         data_kind = {"real": "real (development set)", "folder": "your own (DCASE layout)"}.get(
@@ -790,15 +784,7 @@ def profile_departures(names=None) -> pd.DataFrame:
         put("batch-norm momentum", name, profile.bn_momentum)
         put("batches per epoch", name, profile.steps_per_epoch or "all")
         for kind in paper.MODEL_KINDS:
-            settings = profile.model(kind)
-            put(f"{kind}: epochs at most", name, settings.epochs)
-            put(f"{kind}: early-stopping patience", name, settings.patience or "none")
-            put(f"{kind}: frames between training windows", name, settings.train_hop)
-            put(f"{kind}: frames between scored windows", name, settings.score_hop)
-            put(f"{kind}: z-normalised input", name, "yes" if settings.normalise else "no")
-            put(f"{kind}: training runs (seeds)", name, settings.seeds)
-            trained = "once, shipped with aadlib" if settings.shipped else "in the run"
-            put(f"{kind}: trained", name, trained)
+            _put_model_rows(put, name, kind, profile.model(kind))
         for (kind, machine_type), settings in profile.overrides.items():
             put(
                 f"{kind} on {machine_type}",
@@ -811,6 +797,18 @@ def profile_departures(names=None) -> pd.DataFrame:
         same = table[name] == table["paper"]
         table.loc[same & (table.index != "data"), name] = "="
     return table.rename_axis("setting")
+
+
+def _put_model_rows(put, column: str, kind: str, settings: ModelSettings) -> None:
+    """A model kind's rows of :func:`profile_departures`, in one column."""
+    put(f"{kind}: epochs at most", column, settings.epochs)
+    put(f"{kind}: early-stopping patience", column, settings.patience or "none")
+    put(f"{kind}: frames between training windows", column, settings.train_hop)
+    put(f"{kind}: frames between scored windows", column, settings.score_hop)
+    put(f"{kind}: z-normalised input", column, "yes" if settings.normalise else "no")
+    put(f"{kind}: training runs (seeds)", column, settings.seeds)
+    trained = "once, shipped with aadlib" if settings.shipped else "in the run"
+    put(f"{kind}: trained", column, trained)
 
 
 # --------------------------------------------------------------------------------------

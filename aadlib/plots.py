@@ -621,16 +621,9 @@ def explanations(
     side = fig.add_subplot(grid[0, 1], sharey=main)
     bottom = fig.add_subplot(grid[1, 0], sharex=main)
     low, high = np.percentile(logmel, [1, 99.5])
-    main.imshow(
-        logmel.T,
-        origin="lower",
-        aspect="auto",
-        extent=(0, seconds, 0, logmel.shape[1]),
-        cmap="magma",
-        vmin=low,
-        vmax=high,
-        interpolation="nearest",
-    )
+    extent = (0, seconds, 0, logmel.shape[1])
+    main.imshow(logmel.T, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    main.images[0].set(clim=(low, high), interpolation="nearest")
     panels = {"frequency": (side, bins), "time": (bottom, times)}
     if truth is not None:
         _draw_truth(panels, truth, threshold)

@@ -260,6 +260,117 @@ def _modes(rng, count: int, freq_range, decay_range, prominence_range) -> list[d
     ]
 
 
+def _toycar_signature(rng: np.random.Generator) -> dict:
+    """A toy car's motor: a whining pitch that wobbles, amplitude-modulated."""
+    sig: dict = {}
+    sig["f0_hz"] = rng.uniform(150.0, 400.0)
+    sig["harmonic_prominence_db"] = _harmonics(rng, (8, 14), (4.0, 14.0), (0.5, 1.5))
+    sig["pitch_wobble"] = rng.uniform(0.005, 0.015)
+    sig["am"] = {"rate_hz": rng.uniform(5.0, 14.0), "depth": rng.uniform(0.15, 0.4)}
+    sig["fluctuation_db"] = 2.5
+    return sig
+
+
+def _toyconveyor_signature(rng: np.random.Generator) -> dict:
+    """A toy conveyor: a low motor hum with a periodic load and a noise band."""
+    sig: dict = {}
+    sig["f0_hz"] = rng.uniform(60.0, 160.0)
+    sig["harmonic_prominence_db"] = _harmonics(rng, (6, 12), (2.0, 10.0), (0.3, 1.0))
+    sig["pitch_wobble"] = rng.uniform(0.003, 0.01)
+    sig["cycle"] = {
+        "period_s": rng.uniform(0.8, 2.0),
+        "duty": rng.uniform(0.2, 0.5),
+        "gain_db": rng.uniform(3.0, 6.0),
+    }
+    sig["band_layer"] = {
+        "centre_hz": _log_uniform(rng, 400.0, 3000.0),
+        "width_octaves": rng.uniform(0.5, 1.0),
+        "prominence_db": rng.uniform(0.0, 6.0),
+    }
+    sig["fluctuation_db"] = 2.5
+    return sig
+
+
+def _fan_signature(rng: np.random.Generator) -> dict:
+    """A fan: blade-pass harmonics of its rotation, modulated at the rotation rate."""
+    sig: dict = {}
+    rotation = rng.uniform(12.0, 25.0)
+    blades = int(rng.integers(3, 8))
+    sig["rotation_hz"], sig["blades"] = rotation, blades
+    sig["f0_hz"] = rotation * blades
+    sig["harmonic_prominence_db"] = _harmonics(rng, (3, 6), (0.0, 10.0), (1.0, 3.0))
+    sig["pitch_wobble"] = rng.uniform(0.002, 0.006)
+    sig["am"] = {"rate_hz": rotation, "depth": rng.uniform(0.05, 0.2)}
+    sig["fluctuation_db"] = 2.5
+    return sig
+
+
+def _pump_signature(rng: np.random.Generator) -> dict:
+    """A pump: mains-rate harmonics and a vane-pass tone."""
+    sig: dict = {}
+    sig["f0_hz"] = rng.uniform(45.0, 60.0)
+    sig["harmonic_prominence_db"] = _harmonics(rng, (8, 14), (0.0, 8.0), (0.2, 0.8))
+    sig["vanes"] = int(rng.integers(4, 9))
+    sig["vane_prominence_db"] = rng.uniform(2.0, 10.0)
+    sig["pitch_wobble"] = rng.uniform(0.002, 0.006)
+    sig["fluctuation_db"] = 3.0
+    return sig
+
+
+def _slider_signature(rng: np.random.Generator) -> dict:
+    """A slider: a motor that whines while it moves, a rail band and an end-stop click."""
+    sig: dict = {}
+    sig["f0_hz"] = rng.uniform(300.0, 900.0)
+    sig["harmonic_prominence_db"] = _harmonics(rng, (3, 6), (0.0, 10.0), (1.0, 3.0))
+    sig["pitch_wobble"] = rng.uniform(0.005, 0.015)
+    sig["cycle"] = {
+        "period_s": rng.uniform(0.8, 2.5),
+        "duty": rng.uniform(0.35, 0.65),
+        "gain_db": rng.uniform(4.0, 8.0),
+    }
+    sig["band_layer"] = {
+        "centre_hz": _log_uniform(rng, 500.0, 4000.0),
+        "width_octaves": rng.uniform(0.7, 1.5),
+        "prominence_db": rng.uniform(3.0, 9.0),
+    }
+    sig["clicks"] = {
+        "phases": [sig["cycle"]["duty"]],
+        "modes": _modes(rng, 2, (80.0, 400.0), (0.01, 0.04), (8.0, 16.0)),
+    }
+    sig["tonal_follows_cycle"] = True  # the motor whines only while the slider moves
+    sig["fluctuation_db"] = 2.0
+    return sig
+
+
+def _valve_signature(rng: np.random.Generator) -> dict:
+    """A valve: a faint hum and pairs of opening and closing clicks."""
+    sig: dict = {}
+    sig["f0_hz"] = rng.uniform(45.0, 60.0)
+    sig["harmonic_prominence_db"] = _harmonics(rng, (3, 5), (-4.0, 4.0), (0.5, 1.5))
+    sig["pitch_wobble"] = rng.uniform(0.002, 0.006)
+    period = rng.uniform(0.5, 1.5)
+    sig["cycle"] = {"period_s": period, "duty": 0.0, "gain_db": 0.0}
+    delay = rng.uniform(0.08, 0.3)
+    sig["clicks"] = {
+        "phases": [0.0, delay / period],
+        "modes": _modes(rng, int(rng.integers(2, 4)), (800.0, 5000.0), (0.004, 0.02), (12, 24)),
+        "burst": {"prominence_db": rng.uniform(16.0, 24.0), "decay_s": rng.uniform(0.01, 0.03)},
+    }
+    sig["fluctuation_db"] = 2.5
+    return sig
+
+
+#: Each machine type's draw of its signature's type-specific part.
+_TYPE_SIGNATURES = {
+    "ToyCar": _toycar_signature,
+    "ToyConveyor": _toyconveyor_signature,
+    "fan": _fan_signature,
+    "pump": _pump_signature,
+    "slider": _slider_signature,
+    "valve": _valve_signature,
+}
+
+
 def _type_signature(machine_type: str, rng: np.random.Generator) -> dict:
     """The type-specific part of an ID's signature (rhythm, harmonics, clicks)."""
     sig: dict = {
@@ -269,76 +380,7 @@ def _type_signature(machine_type: str, rng: np.random.Generator) -> dict:
         "clicks": None,
         "tonal_follows_cycle": False,
     }
-    if machine_type == "ToyCar":
-        sig["f0_hz"] = rng.uniform(150.0, 400.0)
-        sig["harmonic_prominence_db"] = _harmonics(rng, (8, 14), (4.0, 14.0), (0.5, 1.5))
-        sig["pitch_wobble"] = rng.uniform(0.005, 0.015)
-        sig["am"] = {"rate_hz": rng.uniform(5.0, 14.0), "depth": rng.uniform(0.15, 0.4)}
-        sig["fluctuation_db"] = 2.5
-    elif machine_type == "ToyConveyor":
-        sig["f0_hz"] = rng.uniform(60.0, 160.0)
-        sig["harmonic_prominence_db"] = _harmonics(rng, (6, 12), (2.0, 10.0), (0.3, 1.0))
-        sig["pitch_wobble"] = rng.uniform(0.003, 0.01)
-        sig["cycle"] = {
-            "period_s": rng.uniform(0.8, 2.0),
-            "duty": rng.uniform(0.2, 0.5),
-            "gain_db": rng.uniform(3.0, 6.0),
-        }
-        sig["band_layer"] = {
-            "centre_hz": _log_uniform(rng, 400.0, 3000.0),
-            "width_octaves": rng.uniform(0.5, 1.0),
-            "prominence_db": rng.uniform(0.0, 6.0),
-        }
-        sig["fluctuation_db"] = 2.5
-    elif machine_type == "fan":
-        rotation = rng.uniform(12.0, 25.0)
-        blades = int(rng.integers(3, 8))
-        sig["rotation_hz"], sig["blades"] = rotation, blades
-        sig["f0_hz"] = rotation * blades
-        sig["harmonic_prominence_db"] = _harmonics(rng, (3, 6), (0.0, 10.0), (1.0, 3.0))
-        sig["pitch_wobble"] = rng.uniform(0.002, 0.006)
-        sig["am"] = {"rate_hz": rotation, "depth": rng.uniform(0.05, 0.2)}
-        sig["fluctuation_db"] = 2.5
-    elif machine_type == "pump":
-        sig["f0_hz"] = rng.uniform(45.0, 60.0)
-        sig["harmonic_prominence_db"] = _harmonics(rng, (8, 14), (0.0, 8.0), (0.2, 0.8))
-        sig["vanes"] = int(rng.integers(4, 9))
-        sig["vane_prominence_db"] = rng.uniform(2.0, 10.0)
-        sig["pitch_wobble"] = rng.uniform(0.002, 0.006)
-        sig["fluctuation_db"] = 3.0
-    elif machine_type == "slider":
-        sig["f0_hz"] = rng.uniform(300.0, 900.0)
-        sig["harmonic_prominence_db"] = _harmonics(rng, (3, 6), (0.0, 10.0), (1.0, 3.0))
-        sig["pitch_wobble"] = rng.uniform(0.005, 0.015)
-        sig["cycle"] = {
-            "period_s": rng.uniform(0.8, 2.5),
-            "duty": rng.uniform(0.35, 0.65),
-            "gain_db": rng.uniform(4.0, 8.0),
-        }
-        sig["band_layer"] = {
-            "centre_hz": _log_uniform(rng, 500.0, 4000.0),
-            "width_octaves": rng.uniform(0.7, 1.5),
-            "prominence_db": rng.uniform(3.0, 9.0),
-        }
-        sig["clicks"] = {
-            "phases": [sig["cycle"]["duty"]],
-            "modes": _modes(rng, 2, (80.0, 400.0), (0.01, 0.04), (8.0, 16.0)),
-        }
-        sig["tonal_follows_cycle"] = True  # the motor whines only while the slider moves
-        sig["fluctuation_db"] = 2.0
-    elif machine_type == "valve":
-        sig["f0_hz"] = rng.uniform(45.0, 60.0)
-        sig["harmonic_prominence_db"] = _harmonics(rng, (3, 5), (-4.0, 4.0), (0.5, 1.5))
-        sig["pitch_wobble"] = rng.uniform(0.002, 0.006)
-        period = rng.uniform(0.5, 1.5)
-        sig["cycle"] = {"period_s": period, "duty": 0.0, "gain_db": 0.0}
-        delay = rng.uniform(0.08, 0.3)
-        sig["clicks"] = {
-            "phases": [0.0, delay / period],
-            "modes": _modes(rng, int(rng.integers(2, 4)), (800.0, 5000.0), (0.004, 0.02), (12, 24)),
-            "burst": {"prominence_db": rng.uniform(16.0, 24.0), "decay_s": rng.uniform(0.01, 0.03)},
-        }
-        sig["fluctuation_db"] = 2.5
+    sig.update(_TYPE_SIGNATURES[machine_type](rng))
     return sig
 
 
@@ -1131,10 +1173,8 @@ def synthesize_clip(
         Clip number within (split, label, ID), as in the file name.
     seed
         Data set seed; same arguments give the same samples, bit for bit.
-    duration
-        Seconds; default :data:`CLIP_SECONDS` of the type.
-    split
-        ``"train"`` or ``"test"``.
+    duration, split
+        Seconds (default :data:`CLIP_SECONDS` of the type); ``"train"`` or ``"test"``.
     plant
         ``False`` renders an anomalous clip without its anomaly: its *clean twin*, the same
         sound sample for sample except for what the anomaly adds or changes. The book
@@ -1154,14 +1194,8 @@ def synthesize_clip(
     _check_clip_args(machine_type, label, split, duration)
     sig = machine_signature(machine_type, machine_id, seed)
     duration = CLIP_SECONDS[machine_type] if duration is None else float(duration)
-    info = {
-        "machine_type": machine_type,
-        "machine_id": int(machine_id),
-        "split": split,
-        "label": label,
-        "index": int(index),
-        "seed": int(seed),
-    }
+    info = dict(machine_type=machine_type, machine_id=int(machine_id), split=split)
+    info.update(label=label, index=int(index), seed=int(seed))
     anomaly = None
     if label == "anomaly":
         anomaly = planted_anomaly(machine_type, machine_id, index, seed, offset)

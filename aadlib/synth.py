@@ -769,20 +769,24 @@ def generate_dataset(
 
     Notes
     -----
-    A type whose marker (``.aadlib-synth.json``) matches the request and whose files are
-    all as the generator wrote them is skipped. Otherwise its missing clips are rendered
-    (each written under a temporary name and renamed), then ``anomalies.csv`` and last
-    the marker are written, so an interrupted run is never taken for a complete one and is
-    resumed on the next call. Each type folder keeps a manifest (``.aadlib-synth-files.json``)
-    of the files the generator wrote, with their sizes, times and checksums: those, and
-    only those, it deletes or replaces when the request changes. Files with names other
-    than clip names are never touched. A run holds the lock of ``root`` (see
-    :func:`aadlib._storage.exclusive`), so a second run on the same folder waits for it
-    instead of rendering the same clips; a complete set is returned without the lock.
+    A type whose marker matches the request and whose files are as the generator wrote
+    them is skipped; otherwise its missing clips are rendered (each under a temporary name,
+    then renamed), then ``anomalies.csv`` and last the marker, so an interrupted run is
+    resumed on the next call. A run holds the lock of ``root``
+    (:func:`aadlib._storage.exclusive`); a complete set is returned without it.
     """
-    root = Path(root).expanduser()
-    size = _as_size(size)
-    seed = int(seed)
+    root, seed = Path(root).expanduser(), int(seed)
+    requests = _requests(_as_size(size), machine_types, seed)
+    if all(_is_complete(root / mtype, marker, keys) for mtype, keys, marker in requests):
+        return root  # nothing to write: no lock needed (the folder may be read-only)
+    with exclusive(root, f"generating the synthetic set in {root}"):
+        jobs = _type_jobs(root, requests, overwrite)
+        _render(jobs, seed, _default_jobs() if n_jobs is None else max(1, int(n_jobs)), progress)
+    return root
+
+
+def _requests(size: SynthSize, machine_types, seed: int) -> list[tuple[str, list[ClipKey], dict]]:
+    """Each requested type with its clips and the marker that a complete folder holds."""
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed}")
     if isinstance(machine_types, str):
@@ -790,16 +794,8 @@ def generate_dataset(
     types = list(MACHINE_TYPES if machine_types is None else machine_types)
     for mtype in types:
         check_machine_types([mtype])
-    requests = []
-    for mtype in types:
-        keys = clip_plan(mtype, size)
-        requests.append((mtype, keys, _marker_content(mtype, size, seed, keys)))
-    if all(_is_complete(root / mtype, marker, keys) for mtype, keys, marker in requests):
-        return root  # nothing to write: no lock needed (the folder may be read-only)
-    with exclusive(root, f"generating the synthetic set in {root}"):
-        jobs = _type_jobs(root, requests, overwrite)
-        _render(jobs, seed, _default_jobs() if n_jobs is None else max(1, int(n_jobs)), progress)
-    return root
+    plans = [(mtype, clip_plan(mtype, size)) for mtype in types]
+    return [(mtype, keys, _marker_content(mtype, size, seed, keys)) for mtype, keys in plans]
 
 
 def _type_jobs(root: Path, requests, overwrite: bool) -> list[_TypeJob]:

@@ -62,6 +62,22 @@ def test_a_function_imports_only_with_a_stated_reason(name):
     assert not unexplained, f"aadlib.{name}: function-local imports without a reason"
 
 
+#: The longest function (docstring included) that a student should meet in aadlib.
+MAX_FUNCTION_LINES = 60
+
+
+@pytest.mark.parametrize("name", [*_map.modules(), *PRIVATE])
+def test_no_function_is_longer_than_a_screen(name):
+    tree = ast.parse((_map.PACKAGE / f"{name}.py").read_text())
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"aadlib.{name}: split these functions: {long}"
+
+
 USES = _map.chapter_uses(NOTEBOOKS)
 
 

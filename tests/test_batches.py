@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import collect_batches, indexed_logmels
 
-from aadlib._fastio import aligned_empty
+from aadlib._fastio import aligned_empty  # a private I/O helper, tested or held here directly
 from aadlib.batches import WindowBatches
 from aadlib.features import LogMelSet, Scaler
 

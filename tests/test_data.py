@@ -298,6 +298,7 @@ def test_streamed_wav_with_open_size_is_not_called_truncated(tmp_path, make_wav)
     raw = bytearray(path.read_bytes())
     raw[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
     path.write_bytes(bytes(raw))
+    # The private check itself: load_clip would read the open-sized file either way.
     assert data._wav_shortfall(path) is None
 
 

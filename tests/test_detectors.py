@@ -153,6 +153,7 @@ def test_labelled_batches_carry_the_ids_of_their_patches_clips():
     windows = WindowBatches(
         logmels, "cnn", hop=2, batch_size=5, shuffle=True, seed=1, targets=False
     )
+    # The private batch builder: the classifier's fit hides its batches from the outside.
     dataset = detectors._labelled_dataset(windows, codes)
     for _ in range(2):  # two epochs, two different orders
         seen = 0

@@ -29,7 +29,7 @@ import pytest
 import soundfile as sf
 
 from aadlib import download
-from aadlib._storage import exclusive
+from aadlib._storage import exclusive  # a private I/O helper, tested or held here directly
 from aadlib.data import MACHINE_TYPES, DataLayoutError, list_clips
 from aadlib.download import (
     Archive,

@@ -17,6 +17,8 @@ from conftest import write_wav
 from helpers import closed_port, run_cli
 
 from aadlib import profiles, synth
+
+# The private I/O helpers, tested here directly.
 from aadlib._storage import write_atomic, write_csv
 
 pytestmark = pytest.mark.usefixtures("checkpoint_every_epoch")
@@ -382,6 +384,7 @@ def test_another_score_hop_scores_again_with_the_same_model(tiny_set, tmp_path):
     profile = _tiny(tmp_path / "home", data_root=tiny_set()).with_models(epochs=1)
     trained = pipeline.train_machine_type("fan", "dense", profile, verbose=0)
     pipeline.score_machine_type(trained, profile, progress=False)
+    # _saved_scores is the resume rule itself: whether a run's scores are reused.
     assert pipeline._saved_scores(profile, "dense", "fan") is not None
 
     other = profile.with_models(score_hop=8)

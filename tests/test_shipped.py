@@ -63,7 +63,8 @@ def test_a_different_schedule_on_the_command_line_trains_the_shipped_kinds_here(
     from aadlib import cli
 
     parser = cli.build_parser()
-    # cli._profile is where the command line's options become a profile.
+    # cli._profile is where the command line's options become a profile; these lines
+    # read it without running a command.
     plain = cli._profile(parser.parse_args(["evaluate", "--profile", "quick"]))
     assert plain.model("cnn").shipped
     capped = cli._profile(parser.parse_args(["evaluate", "--profile", "quick", "--epochs", "2"]))

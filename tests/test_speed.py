@@ -152,6 +152,7 @@ def test_the_default_settings_reach_keras_on_this_machine():
 
 
 def test_a_compiled_call_never_crosses_a_capped_epoch():
+    # The private rule itself: through fit, a wrong value shows only as a slower run.
     assert training._execution_steps(32, []) == 32
     assert training._execution_steps(32, [11_103]) == 3  # 3 x 3701
     assert training._execution_steps(16, [6, 4]) == 2

@@ -20,7 +20,7 @@ import soundfile as sf
 from scipy.stats import norm, rankdata
 
 from aadlib import soundmodel, synth
-from aadlib._storage import exclusive
+from aadlib._storage import exclusive  # a private I/O helper, tested or held here directly
 from aadlib.data import DEV_IDS, MACHINE_TYPES, SAMPLE_RATE, list_clips, load_clip
 from aadlib.features import log_mel
 
@@ -365,6 +365,7 @@ def test_each_anomaly_kind_changes_log_mels_more_when_severe(machine_type):
 
 
 def test_marker_written_only_after_completion(tmp_path, monkeypatch):
+    # Interrupting the private render step is the only way to stop a run half-way.
     real_render = synth._render_batch
     with monkeypatch.context() as patch:
         _interrupt_after_first_batch(patch)
@@ -428,6 +429,7 @@ def test_incomplete_type_is_regenerated(tmp_path, damage):
 
 
 def _interrupt_after_first_batch(monkeypatch) -> None:
+    # Wraps the private render step: a run can only be interrupted from inside.
     real_render = synth._render_batch
     calls = []
 
@@ -598,6 +600,7 @@ def test_killed_run_resumes_without_taking_its_clips_for_foreign(tmp_path, monke
     manifest planned them (name and size), so the next run keeps them and renders the rest."""
     mini = dict(machine_types=["valve"], n_jobs=1, progress=False)
     synth.generate_dataset(tmp_path / "clean", MINI, **mini)
+    # The private writer and manifest are where a kill can land between two files.
     real_write, real_save = synth._write_wav, synth._Manifest.save
     written, killed = [], []
 
@@ -669,7 +672,7 @@ def test_second_run_on_the_folder_waits_for_the_lock(tmp_path, monkeypatch):
 
 
 def _count_renders(monkeypatch) -> list[int]:
-    """Clips per rendered batch from now on."""
+    """Clips per rendered batch from now on (counted in the private render step)."""
     real_render = synth._render_batch
     rendered = []
 
