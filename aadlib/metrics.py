@@ -88,9 +88,17 @@ def pauc_dcase(y_true, scores, max_fpr: float = MAX_FPR) -> float:
 
 def pauc_function(definition: str):
     """:func:`pauc_mcclish` or :func:`pauc_dcase` by name (``"mcclish"``, ``"dcase"``)."""
+    return _pauc(definition)[0]
+
+
+def _pauc(definition: str):
+    """A definition's pAUC of scores, and its standardisation of a plain partial area."""
     if definition not in PAUC_DEFINITIONS:
         raise ValueError(f"pauc must be one of {PAUC_DEFINITIONS}, not {definition!r}")
-    return pauc_mcclish if definition == "mcclish" else pauc_dcase
+    return {
+        "mcclish": (pauc_mcclish, mcclish),
+        "dcase": (pauc_dcase, lambda partial, max_fpr: np.asarray(partial) / max_fpr),
+    }[definition]
 
 
 # --------------------------------------------------------------------------------------
@@ -153,11 +161,7 @@ def standardise(partial_area, definition: str, max_fpr: float = MAX_FPR):
     ``"mcclish"`` (:func:`mcclish`, chance 0.5) or ``"dcase"`` (divided by ``max_fpr``,
     chance 0.05); the one place where a table turns :func:`roc_areas` into a pAUC.
     """
-    if definition not in PAUC_DEFINITIONS:
-        raise ValueError(f"pauc must be one of {PAUC_DEFINITIONS}, not {definition!r}")
-    if definition == "mcclish":
-        return mcclish(partial_area, max_fpr)
-    return np.asarray(partial_area) / max_fpr
+    return _pauc(definition)[1](partial_area, max_fpr)
 
 
 def _resample(y_true, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -173,6 +177,10 @@ def _resample(y_true, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def _empty_replicates() -> dict[str, list]:
+    return {"auc": [], **{f"pauc_{definition}": [] for definition in PAUC_DEFINITIONS}}
+
+
 def bootstrap(y_true, scores, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, np.ndarray]:
     """AUC and both pAUCs of ``n_boot`` resamples of one machine ID's test clips. Chapter 5.
 
@@ -185,7 +193,7 @@ def bootstrap(y_true, scores, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, 
     scores = np.asarray(scores, dtype=np.float64)
     rows = np.atleast_2d(scores)
     picks = _resample(y_true, n_boot, np.random.default_rng(seed))
-    out = {"auc": [], "pauc_mcclish": [], "pauc_dcase": []}
+    out = _empty_replicates()
     for row in rows:
         area, partial = roc_areas(y_true[picks], row[picks])
         out["auc"].append(area)
@@ -214,7 +222,7 @@ def bootstrap_runs(y_true, runs, n_boot: int = N_BOOT, seed: int = 0) -> dict[st
     # One uniform draw per (replicate, run slot), shared by the detectors: detectors with
     # as many runs draw the same run indices.
     uniform = rng.random((n_boot, max(len(r) for r in runs)))
-    out = {"auc": [], "pauc_mcclish": [], "pauc_dcase": []}
+    out = _empty_replicates()
     for scores in runs:
         areas, partials = zip(*(roc_areas(y_true[picks], row[picks]) for row in scores))
         drawn = (uniform[:, : len(scores)] * len(scores)).astype(int).T  # (n_runs, n_boot)
