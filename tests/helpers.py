@@ -88,3 +88,16 @@ def dense_config(**changes):
     from aadlib.training import paper_config
 
     return paper_config("dense", **{"batch_size": 32, **changes})
+
+
+def write_one_clip_each(root, write_wav, machine_type="fan", seconds=1.2) -> None:
+    """The fewest clips a type can train and be scored on: two training clips, one
+    normal and one anomalous test clip, all of ID 00 (``write_wav`` as in conftest)."""
+    for split, label, index in [
+        ("train", "normal", 0),
+        ("train", "normal", 1),
+        ("test", "normal", 0),
+        ("test", "anomaly", 0),
+    ]:
+        path = root / machine_type / split / f"{label}_id_00_{index:08d}.wav"
+        write_wav(path, seconds=seconds, seed=index)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import write_wav
-from helpers import closed_port, run_cli
+from helpers import closed_port, run_cli, write_one_clip_each
 
 SUBCOMMANDS = ["synth", "download", "train", "evaluate", "report", "reproduce"]
 
@@ -144,13 +144,7 @@ def test_a_data_root_that_is_a_file_is_one_clear_line(tmp_path):
 
 def test_bad_clips_are_all_reported_before_any_training(tmp_path):
     root = tmp_path / "data"
-    for split, label, index in [
-        ("train", "normal", 0),
-        ("train", "normal", 1),
-        ("test", "normal", 0),
-        ("test", "anomaly", 0),
-    ]:
-        write_wav(root / "fan" / split / f"{label}_id_00_{index:08d}.wav", seconds=1.2, seed=index)
+    write_one_clip_each(root, write_wav)
     bad = []
     for index in range(2, 7):
         path = root / "fan" / "train" / f"normal_id_00_{index:08d}.wav"

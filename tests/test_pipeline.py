@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import write_one_clip_each
 
 from aadlib import data, pipeline, profiles, published, tables, training
 
@@ -243,13 +244,7 @@ def test_a_partial_run_adds_to_the_summary(tiny, experiment, tmp_path):
 
 def test_check_data_reports_every_bad_clip_before_training(tmp_path, make_wav):
     root = tmp_path / "data"
-    for split, label, index in [
-        ("train", "normal", 0),
-        ("train", "normal", 1),
-        ("test", "normal", 0),
-        ("test", "anomaly", 0),
-    ]:
-        make_wav(root / "fan" / split / f"{label}_id_00_{index:08d}.wav", seconds=1.2, seed=index)
+    write_one_clip_each(root, make_wav)
     short = make_wav(root / "fan" / "test" / "anomaly_id_00_00000001.wav", seconds=0.5)
     stereo = make_wav(root / "fan" / "train" / "normal_id_00_00000002.wav", seconds=1.2, channels=2)
     profile = profiles.resolve("full", home=tmp_path, data_root=root)
