@@ -260,6 +260,24 @@ def _modes(rng, count: int, freq_range, decay_range, prominence_range) -> list[d
     ]
 
 
+def _draw_cycle(rng: np.random.Generator, period_range, duty_range, gain_range) -> dict:
+    """A work cycle: its period (s), the loaded part of it and the load's gain (dB)."""
+    return {
+        "period_s": rng.uniform(*period_range),
+        "duty": rng.uniform(*duty_range),
+        "gain_db": rng.uniform(*gain_range),
+    }
+
+
+def _draw_band_layer(rng: np.random.Generator, centre_range, width_range, prominence_range) -> dict:
+    """A band of noise: its centre (Hz, log-uniform), width (octaves), prominence (dB)."""
+    return {
+        "centre_hz": _log_uniform(rng, *centre_range),
+        "width_octaves": rng.uniform(*width_range),
+        "prominence_db": rng.uniform(*prominence_range),
+    }
+
+
 def _toycar_signature(rng: np.random.Generator) -> dict:
     """A toy car's motor: a whining pitch that wobbles, amplitude-modulated."""
     sig: dict = {}
@@ -277,16 +295,8 @@ def _toyconveyor_signature(rng: np.random.Generator) -> dict:
     sig["f0_hz"] = rng.uniform(60.0, 160.0)
     sig["harmonic_prominence_db"] = _harmonics(rng, (6, 12), (2.0, 10.0), (0.3, 1.0))
     sig["pitch_wobble"] = rng.uniform(0.003, 0.01)
-    sig["cycle"] = {
-        "period_s": rng.uniform(0.8, 2.0),
-        "duty": rng.uniform(0.2, 0.5),
-        "gain_db": rng.uniform(3.0, 6.0),
-    }
-    sig["band_layer"] = {
-        "centre_hz": _log_uniform(rng, 400.0, 3000.0),
-        "width_octaves": rng.uniform(0.5, 1.0),
-        "prominence_db": rng.uniform(0.0, 6.0),
-    }
+    sig["cycle"] = _draw_cycle(rng, (0.8, 2.0), (0.2, 0.5), (3.0, 6.0))
+    sig["band_layer"] = _draw_band_layer(rng, (400.0, 3000.0), (0.5, 1.0), (0.0, 6.0))
     sig["fluctuation_db"] = 2.5
     return sig
 
@@ -323,16 +333,8 @@ def _slider_signature(rng: np.random.Generator) -> dict:
     sig["f0_hz"] = rng.uniform(300.0, 900.0)
     sig["harmonic_prominence_db"] = _harmonics(rng, (3, 6), (0.0, 10.0), (1.0, 3.0))
     sig["pitch_wobble"] = rng.uniform(0.005, 0.015)
-    sig["cycle"] = {
-        "period_s": rng.uniform(0.8, 2.5),
-        "duty": rng.uniform(0.35, 0.65),
-        "gain_db": rng.uniform(4.0, 8.0),
-    }
-    sig["band_layer"] = {
-        "centre_hz": _log_uniform(rng, 500.0, 4000.0),
-        "width_octaves": rng.uniform(0.7, 1.5),
-        "prominence_db": rng.uniform(3.0, 9.0),
-    }
+    sig["cycle"] = _draw_cycle(rng, (0.8, 2.5), (0.35, 0.65), (4.0, 8.0))
+    sig["band_layer"] = _draw_band_layer(rng, (500.0, 4000.0), (0.7, 1.5), (3.0, 9.0))
     sig["clicks"] = {
         "phases": [sig["cycle"]["duty"]],
         "modes": _modes(rng, 2, (80.0, 400.0), (0.01, 0.04), (8.0, 16.0)),
