@@ -95,10 +95,7 @@ def _pauc(definition: str):
     """A definition's pAUC of scores, and its standardisation of a plain partial area."""
     if definition not in PAUC_DEFINITIONS:
         raise ValueError(f"pauc must be one of {PAUC_DEFINITIONS}, not {definition!r}")
-    return {
-        "mcclish": (pauc_mcclish, mcclish),
-        "dcase": (pauc_dcase, lambda partial, max_fpr: np.asarray(partial) / max_fpr),
-    }[definition]
+    return _PAUC[definition]
 
 
 # --------------------------------------------------------------------------------------
@@ -153,6 +150,14 @@ def mcclish(partial_area, max_fpr: float = MAX_FPR):
     """McClish's standardisation of a partial area over FPR [0, max_fpr] (0.5 = chance)."""
     low, high = max_fpr**2 / 2, max_fpr
     return 0.5 * (1 + (np.asarray(partial_area) - low) / (high - low))
+
+
+#: Each pAUC definition (:data:`PAUC_DEFINITIONS`): its pAUC of scores, and its
+#: standardisation of a plain partial area (:func:`standardise`).
+_PAUC = {
+    "mcclish": (pauc_mcclish, mcclish),
+    "dcase": (pauc_dcase, lambda partial, max_fpr: np.asarray(partial) / max_fpr),
+}
 
 
 def standardise(partial_area, definition: str, max_fpr: float = MAX_FPR):
