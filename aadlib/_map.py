@@ -81,6 +81,36 @@ def chapters_named(obj) -> list[int]:
     return sorted(numbers)
 
 
+def constant(obj) -> str:
+    """How the map shows a constant: its value when that is short, else what it holds."""
+    text = repr(obj)
+    if len(text) <= 60 and " at 0x" not in text:
+        return f"= {text}"
+    if isinstance(obj, dict):
+        keys = ", ".join(map(str, obj))
+        return f"a dict of {len(obj)}" + (f": {keys}" if len(keys) <= 80 else "")
+    if isinstance(obj, tuple | list):
+        return f"a {type(obj).__name__} of {len(obj)}"
+    return f"a {type(obj).__name__}"
+
+
+def private_modules() -> list[str]:
+    """The private modules (``aadlib._*``), which every public module may import."""
+    return sorted(p.stem for p in PACKAGE.glob("_*.py") if not p.stem.startswith("__"))
+
+
+def private_rows() -> list[dict[str, object]]:
+    """One row per private module for the Library map: its summary and size."""
+    return [
+        {
+            "module": f"aadlib.{name}",
+            "what it does": summary(importlib.import_module(f"aadlib.{name}")),
+            "lines": lines_of(name),
+        }
+        for name in private_modules()
+    ]
+
+
 def public_names(name: str) -> list[str]:
     module = importlib.import_module(f"aadlib.{name}")
     return list(getattr(module, "__all__", []))
@@ -147,7 +177,7 @@ def name_rows(name: str, uses: dict[tuple[str, str], list[int]]) -> list[dict[st
         rows.append(
             {
                 "name": f"{name}.{public}",
-                "what it is": summary(obj) if callable(obj) else "a constant",
+                "what it is": summary(obj) if callable(obj) else constant(obj),
                 "chapters calling it": ", ".join(map(str, chapters_calling(uses, name, public))),
             }
         )

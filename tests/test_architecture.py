@@ -24,6 +24,12 @@ def test_every_module_is_on_the_map():
     assert on_disk == set(_map.modules()) | set(PRIVATE)
 
 
+def test_the_map_lists_every_private_module_with_what_it_does():
+    rows = _map.private_rows()
+    assert [r["module"] for r in rows] == [f"aadlib.{n}" for n in sorted([*PRIVATE, "_map"])]
+    assert all(r["what it does"].endswith(".") and len(r["what it does"]) > 20 for r in rows)
+
+
 @pytest.mark.parametrize("name", _map.modules())
 def test_modules_import_only_the_layers_above_them(name):
     order = _map.modules()

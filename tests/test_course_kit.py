@@ -458,6 +458,18 @@ def test_library_map_summaries_end_at_the_first_sentence_not_an_abbreviation():
 def test_library_map_page_shows_the_generated_tables():
     page = (ROOT / "book" / "library_map.md").read_text()
     assert "_map.module_rows(uses)" in page and "_map.name_rows(name, uses)" in page
+    assert "_map.private_rows()" in page
+
+
+def test_library_map_shows_a_short_constant_by_value_and_a_long_one_by_what_it_holds():
+    from aadlib import _map
+
+    assert _map.constant(16000) == "= 16000"
+    assert _map.constant(("a", "b")) == "= ('a', 'b')"
+    assert _map.constant({f"key{i}": "x" * 80 for i in range(3)}) == "a dict of 3: key0, key1, key2"
+    assert _map.constant({f"key{i:03d}": 0 for i in range(30)}) == "a dict of 30"  # keys too long
+    assert _map.constant({"rule": lambda: 0}) == "a dict of 1: rule"  # no memory address shown
+    assert _map.constant(tuple(range(100))) == "a tuple of 100"
 
 
 # --- Teaching with this book ----------------------------------------------------------------
