@@ -87,7 +87,7 @@ system-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check aadlib tests benchmarks notebooks tools
-	$(BIN)/nbstripout --verify notebooks/*.ipynb
+	$(BIN)/nbstripout --keep-id --verify notebooks/*.ipynb  # keep-id: chapters name their cells
 	$(BIN)/actionlint .github/workflows/*.yml
 	$(BIN)/python tools/repository.py show
 
