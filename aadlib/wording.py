@@ -44,6 +44,7 @@ __all__ = [
     "listen_for",
     "DETECTOR_TITLES",
     "title",
+    "best_single_sentence",
 ]
 
 #: What glued text must not contain: markup that the page would show literally (glued
@@ -453,3 +454,19 @@ def title(name: str) -> str:
     if name in paper.MODELS:
         return paper.MODELS[name].title
     return DETECTOR_TITLES.get(name, name)
+
+
+def best_single_sentence(mean_auc, best: str, against: str = "dense") -> str:
+    """The single detector with the highest mean AUC, beside the Dense AE's, in words. Chapter 7.
+
+    ``mean_auc`` maps each model or detector score to its mean AUC over types (in %);
+    ``best`` is the highest of the single detectors. When that is ``against`` itself, the
+    sentence says so instead of setting it beside itself.
+    """
+    said = (
+        f"Of the single detectors, the {title(best)} has the highest mean AUC over types "
+        f"on this page's data ({mean_auc[best]:.1f}"
+    )
+    if best == against:
+        return said + ")."
+    return said + f", against {mean_auc[against]:.1f} for the {title(against)})."

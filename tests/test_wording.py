@@ -288,3 +288,19 @@ def test_noise_covered_names_the_noise_of_each_models_interval():
     assert "the model was trained once" in wording.noise_covered({"CNN AE": 1})
     with pytest.raises(ValueError):
         wording.noise_covered({})
+
+
+def test_best_single_sentence_sets_the_best_beside_the_dense_ae():
+    mean_auc = {"baseline": 76.04, "dense": 74.01, "gmm": 69.4}
+    assert wording.best_single_sentence(mean_auc, "baseline") == (
+        "Of the single detectors, the DCASE 2020 baseline has the highest mean AUC over types "
+        "on this page's data (76.0, against 74.0 for the Dense AE)."
+    )
+
+
+def test_best_single_sentence_does_not_set_the_dense_ae_beside_itself():
+    said = wording.best_single_sentence({"baseline": 72.7, "dense": 74.04}, "dense")
+    assert said.endswith(
+        "the Dense AE has the highest mean AUC over types on this page's data (74.0)."
+    )
+    assert "against" not in said and not wording.MARKUP.search(said)
