@@ -95,7 +95,7 @@ def constant(obj) -> str:
 
 
 def private_modules() -> list[str]:
-    """The private modules (``aadlib._*``), which every public module may import."""
+    """The private modules (``aadlib._*``): no part of the interface the chapters call."""
     return sorted(p.stem for p in PACKAGE.glob("_*.py") if not p.stem.startswith("__"))
 
 
