@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[book,dev]"
+	@# librosa's numba kernels compile on their first use and are cached beside its code:
+	@# compiled once here, not in every test worker's and chapter kernel's first call (15 s).
+	$(BIN)/python -c "import numpy, librosa; librosa.feature.melspectrogram(y=numpy.zeros(4096, 'float32'), sr=16000)"
 	touch $(STAMP)
 
 ## Build the book: execute every chapter on $(PROFILE) (default quick), render HTML.

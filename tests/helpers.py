@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import socket
 import subprocess
 import sys
+import traceback
 
 import numpy as np
 
 from aadlib.features import LogMelSet
 
 
-def run_cli(args, home, timeout=120, **env_changes) -> subprocess.CompletedProcess:
-    """``python -m aadlib ARGS`` as a user runs it, with ``home`` as AADLIB_HOME and cwd.
+def run_cli(args, home, timeout=120, *, process=False, **env_changes):
+    """The command line on ``args`` with ``home`` as AADLIB_HOME and working folder.
 
-    The caller's AADLIB_* variables are dropped so that its shell cannot steer the test;
-    ``env_changes`` set variables for this run only.
+    By default :func:`aadlib.cli.main` runs in this process, as ``python -m aadlib`` calls
+    it, with stdout and stderr captured; an exception it lets through becomes a traceback
+    on stderr and exit status 1, as the interpreter would make it. ``process=True`` runs
+    ``python -m aadlib`` in a process of its own (``timeout`` applies there only), for
+    what only a separate program shows: the lines native code writes to file descriptor
+    2, Python's warnings, and how the process ends. The caller's AADLIB_* variables are
+    dropped so that its shell cannot steer the test; ``env_changes`` set variables for
+    this run only.
     """
     env = {
         **os.environ,
@@ -27,14 +36,36 @@ def run_cli(args, home, timeout=120, **env_changes) -> subprocess.CompletedProce
     for name in ("AADLIB_PROFILE", "AADLIB_DATA_ROOT", "AADLIB_RESULTS", "AADLIB_DATA_URL"):
         env.pop(name, None)
     env.update(env_changes)
-    return subprocess.run(
-        [sys.executable, "-m", "aadlib", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=home,
-    )
+    if process:
+        command = [sys.executable, "-m", "aadlib", *args]
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=timeout, cwd=home
+        )
+    return _run_cli_here(list(args), home, env)
+
+
+def _run_cli_here(args, home, env) -> subprocess.CompletedProcess:
+    from aadlib import cli
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(home)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(args)
+            except SystemExit as exit:  # argparse's usage errors and --help
+                code = exit.code if isinstance(exit.code, int) else (exit.code is not None)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(args, int(code), out.getvalue(), err.getvalue())
 
 
 def closed_port() -> int:

@@ -1,4 +1,5 @@
-"""Tests of the command line, run as a user would: ``python -m aadlib ...`` in a subprocess."""
+"""Tests of the command line: ``aadlib.cli.main`` in the test's process, and ``python -m
+aadlib`` in a process of its own where only the program shows what is tested."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ SUBCOMMANDS = ["synth", "download", "train", "evaluate", "report", "reproduce"]
 
 
 def test_help(tmp_path):
-    result = run_cli(["--help"], tmp_path)
+    result = run_cli(["--help"], tmp_path, process=True)  # the program's entry point
     assert result.returncode == 0, result.stderr
     for command in SUBCOMMANDS:
         assert command in result.stdout
@@ -135,7 +136,9 @@ def test_a_data_root_that_is_a_file_is_one_clear_line(tmp_path):
     afile = tmp_path / "not-a-folder"
     afile.write_text("x")
     for command in (["synth"], ["evaluate", "--models", "dense"], ["train"]):
-        result = run_cli([*command, "--profile", "tiny", "--data-root", str(afile)], tmp_path)
+        # A process of its own: TensorFlow's native start-up lines would be a second line.
+        args = [*command, "--profile", "tiny", "--data-root", str(afile)]
+        result = run_cli(args, tmp_path, process=True)
         assert result.returncode == 2, (command, result.stderr[-2000:])
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"aadlib {command[0]}: error:"), lines
@@ -150,9 +153,11 @@ def test_bad_clips_are_all_reported_before_any_training(tmp_path):
         path = root / "fan" / "train" / f"normal_id_00_{index:08d}.wav"
         path.write_bytes(b"\x00broken" * (index * 10))
         bad.append(path)
+    # The program, as a user runs it: an expected error ends the process with status 2.
     result = run_cli(
         ["evaluate", "--profile", "full", "--data-root", str(root), "--types", "fan"],
         tmp_path,
+        process=True,
         AADLIB_DATA_URL=f"http://127.0.0.1:{closed_port()}",
     )
     assert result.returncode == 2
@@ -234,6 +239,7 @@ def test_evaluate_honours_the_seed_and_shows_only_aadlib_lines(tmp_path):
         ["evaluate", "--profile", "tiny", "--types", "valve", "--models", "dense", "--seed", "3"],
         tmp_path,
         timeout=600,
+        process=True,  # TensorFlow's native start-up lines show in a process of its own
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads((tmp_path / "results" / "tiny" / "dense" / "valve" / "run.json").read_text())

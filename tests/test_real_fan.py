@@ -20,7 +20,7 @@ def test_layout_and_evaluate_on_the_real_fan_from_the_command_line(tmp_path, rec
     assert "10 normal clips in train/, 30 in test/" in layout.stdout
     args = ["evaluate", "--profile", "folder", "--data-root", str(tmp_path / "fan-fold0")]
     args += ["--results", str(tmp_path / "results"), "--epochs", "3"]
-    result = run_cli(args, tmp_path, 900)
+    result = run_cli(args, tmp_path, 900, process=True)  # Python's warnings reach stderr
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr.lower() and "Traceback" not in result.stderr
     assert "3675" not in result.stdout + result.stderr  # no download or archive talk

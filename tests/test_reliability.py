@@ -186,6 +186,7 @@ def test_evaluate_on_a_full_disk_exits_2_with_one_line(tiny_set, tmp_path, small
         + ["--data-root", str(root), "--results", str(small_disk)],
         tmp_path,
         timeout=600,
+        process=True,  # the program ends after TensorFlow has started: nothing may abort
     )
     line = _one_error_line(result, "evaluate")
     assert str(small_disk) in line and "no space left on device" in line
@@ -417,6 +418,7 @@ def test_a_user_folder_gets_each_message_once(tiny_set, tmp_path):
         + ["1", "--steps-per-epoch", "1", "--score-hop", "64", "--data-root", str(root)],
         tmp_path,
         timeout=300,
+        process=True,  # every line the program writes, native ones included
         AADLIB_DATA_URL=f"http://127.0.0.1:{closed_port()}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
