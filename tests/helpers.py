@@ -57,7 +57,7 @@ def _run_cli_here(args, home, env) -> subprocess.CompletedProcess:
             try:
                 code = cli.main(args)
             except SystemExit as exit:  # argparse's usage errors and --help
-                code = exit.code if isinstance(exit.code, int) else (exit.code is not None)
+                code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
             except Exception:
                 traceback.print_exc()
                 code = 1
@@ -65,7 +65,7 @@ def _run_cli_here(args, home, env) -> subprocess.CompletedProcess:
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
-    return subprocess.CompletedProcess(args, int(code), out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def closed_port() -> int:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -160,11 +162,21 @@ def test_cli_reproduce_runs_a_full_size_type_with_capped_training(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.fixture(scope="module")
+def dense_trained_once(tiny, tmp_path_factory):
+    """Results holding a dense model trained on valve, made once for the module."""
+    results = tmp_path_factory.mktemp("trained") / "results"
+    pipeline.train_machine_type("valve", "dense", tiny.replace(results=results), verbose=0)
+    return results
+
+
 @pytest.fixture
-def trained_dense(tiny, tmp_path):
-    """The tiny profile with results of its own and a dense model trained on valve."""
-    profile = tiny.replace(results=tmp_path / "results")
-    pipeline.train_machine_type("valve", "dense", profile, verbose=0)
+def trained_dense(tiny, dense_trained_once, tmp_path):
+    """The tiny profile with results of its own: a copy of the trained dense model's, which
+    the test may damage or retrain (a copied run is reused as it stands, see
+    test_a_second_run_waits_for_the_model_another_run_trains)."""
+    results = shutil.copytree(dense_trained_once, tmp_path / "results")
+    profile = tiny.replace(results=Path(results))
     return profile, profile.results / "dense" / "valve"
 
 
