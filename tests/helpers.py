@@ -11,8 +11,12 @@ import sys
 import traceback
 
 import numpy as np
+import pytest
 
 from aadlib.features import LogMelSet
+
+#: The variables of the caller's shell that would steer a command-line run.
+_STEERING = ("AADLIB_PROFILE", "AADLIB_DATA_ROOT", "AADLIB_RESULTS", "AADLIB_DATA_URL")
 
 
 def run_cli(args, home, timeout=120, *, process=False, **env_changes):
@@ -27,44 +31,40 @@ def run_cli(args, home, timeout=120, *, process=False, **env_changes):
     dropped so that its shell cannot steer the test; ``env_changes`` set variables for
     this run only.
     """
-    env = {
-        **os.environ,
+    env_changes = {
         "AADLIB_HOME": str(home),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
+        **env_changes,
     }
-    for name in ("AADLIB_PROFILE", "AADLIB_DATA_ROOT", "AADLIB_RESULTS", "AADLIB_DATA_URL"):
-        env.pop(name, None)
-    env.update(env_changes)
+    dropped = [name for name in _STEERING if name not in env_changes]
     if process:
+        env = {k: v for k, v in os.environ.items() if k not in dropped} | env_changes
         command = [sys.executable, "-m", "aadlib", *args]
         return subprocess.run(
             command, capture_output=True, text=True, env=env, timeout=timeout, cwd=home
         )
-    return _run_cli_here(list(args), home, env)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(home)
+        for name in dropped:
+            patch.delenv(name, raising=False)
+        for name, value in env_changes.items():
+            patch.setenv(name, value)
+        return _run_cli_here(list(args))
 
 
-def _run_cli_here(args, home, env) -> subprocess.CompletedProcess:
+def _run_cli_here(args) -> subprocess.CompletedProcess:
     from aadlib import cli
 
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
     out, err = io.StringIO(), io.StringIO()
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(home)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = cli.main(args)
-            except SystemExit as exit:  # argparse's usage errors and --help
-                code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
-            except Exception:
-                traceback.print_exc()
-                code = 1
-    finally:
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(args)
+        except SystemExit as exit:  # argparse's usage errors and --help
+            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        except Exception:
+            traceback.print_exc()
+            code = 1
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,8 +174,9 @@ def trained_dense(tiny, dense_trained_once, tmp_path):
     """The tiny profile with results of its own: a copy of the trained dense model's, which
     the test may damage or retrain (a copied run is reused as it stands, see
     test_a_second_run_waits_for_the_model_another_run_trains)."""
-    results = shutil.copytree(dense_trained_once, tmp_path / "results")
-    profile = tiny.replace(results=Path(results))
+    results = tmp_path / "results"
+    shutil.copytree(dense_trained_once, results)
+    profile = tiny.replace(results=results)
     return profile, profile.results / "dense" / "valve"
 
 
