@@ -45,7 +45,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import math
 import time
 import warnings
@@ -65,8 +64,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
-from . import _fastio, paper, wording
-from ._storage import write_atomic, write_csv, write_text
+from . import paper, wording
+from ._storage import write_atomic, write_csv
 from .batches import WindowBatches
 from .features import LogMelSet, Scaler, stack_frames
 from .profiles import Profile, set_seed
@@ -76,7 +75,9 @@ from .training import (
     learning_status,
     load_history,
     load_model,
+    read_run_summary,
     save_model,
+    write_run_summary,
 )
 
 __all__ = [
@@ -888,13 +889,9 @@ class IdClassifierDetector:
             arrays[f"n_samples_{i}"] = np.array(g.n_samples)
         write_atomic(folder / "embedding.npz", lambda tmp: np.savez(tmp, **arrays))
         write_csv(self.history, folder / "history.csv")
-        summary = {
-            "record": record,
-            "seconds": self.fit_seconds,
-            "status": self.status,
-            "files": {name: _fastio.file_digest(folder / name) for name in _ID_FILES},
-        }
-        return write_text(folder / "run.json", json.dumps(summary, indent=1))
+        return write_run_summary(
+            folder, record, _ID_FILES, seconds=self.fit_seconds, status=self.status
+        )
 
     @classmethod
     def load(
@@ -906,26 +903,15 @@ class IdClassifierDetector:
         since it was written (the message names it; delete the folder and train again).
         """
         folder = Path(folder)
-        run_file = folder / "run.json"
-        if not run_file.exists():
-            return None
         try:
-            summary = json.loads(run_file.read_text())
-            if summary.get("record") != record:
-                return None
-            changed = [
-                n for n, d in summary["files"].items() if _fastio.file_digest(folder / n) != d
-            ]
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            summary = read_run_summary(folder, record)
+        except ModelFileError as err:
             raise ModelFileError(
-                f"{folder}: the saved ID classifier cannot be read ({err}); delete the "
+                f"{folder}: the saved ID classifier cannot be used ({err}); delete the "
                 "folder and train again"
             ) from err
-        if changed:
-            raise ModelFileError(
-                f"{folder}: {', '.join(changed)} changed since the ID classifier was trained; "
-                "delete the folder and train again"
-            )
+        if summary is None:
+            return None
         detector = cls(settings, seed)
         detector.model = load_model(folder / "model.keras")
         detector.scaler = Scaler.load(folder / "scaler.npz")

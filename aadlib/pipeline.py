@@ -7,7 +7,8 @@ Folders under the profile's results folder (:attr:`aadlib.profiles.Profile.resul
     <results>/<kind>/<machine_type>/model.keras      the trained model (best weights)
     <results>/<kind>/<machine_type>/scaler.npz       per-bin statistics (normalised inputs)
     <results>/<kind>/<machine_type>/history.csv      loss per epoch
-    <results>/<kind>/<machine_type>/run.json         what identifies the run, written last
+    <results>/<kind>/<machine_type>/run.json         what identifies the run and the checksums
+                                                     of its files, written last
     <results>/<kind>/<machine_type>/checkpoint/      resumable state while training
     <results>/<kind>/<machine_type>/scores.csv       one row per test clip
     <results>/scores.csv, table.csv, timings.csv     every type and model together
@@ -46,7 +47,6 @@ from . import (
     tables,
     training,
 )
-from ._fastio import file_digest
 from ._storage import exclusive, read_json_object, write_csv, write_text
 from .features import FeatureParams, LogMelSet, Scaler
 from .profiles import PROFILES, ModelSettings, Profile, describe_device, resolve, set_seed
@@ -280,16 +280,15 @@ def _save_run(trained: TrainedModel, record: dict, data_seed: int | None) -> Non
     if trained.scaler is not None:
         trained.scaler.save(run_dir / "scaler.npz")
     write_csv(trained.history, run_dir / "history.csv")
-    summary = {
-        "record": record,
-        "seconds": trained.seconds,
-        "epochs_run": int(len(trained.history)),
-        "device": describe_device(),
-        "data_seed": data_seed,
-        # Checksums of what the run wrote: a reused model is the model trained here.
-        "files": {name: file_digest(run_dir / name) for name in _model_files(run_dir)},
-    }
-    write_text(run_dir / "run.json", json.dumps(summary, indent=1))
+    training.write_run_summary(
+        run_dir,
+        record,
+        _model_files(run_dir),
+        seconds=trained.seconds,
+        epochs_run=int(len(trained.history)),
+        device=describe_device(),
+        data_seed=data_seed,
+    )
 
 
 def _data_seed(profile: Profile, machine_type: str) -> int | None:
@@ -325,22 +324,12 @@ def _load_trained(kind, machine_type, run_dir: Path, record: dict) -> TrainedMod
 
     A damaged file means training again, with a warning that names it.
     """
-    run_file = run_dir / "run.json"
-    if not run_file.exists():
-        return None
     try:
-        try:
-            summary = json.loads(run_file.read_text())
-        except ValueError as err:
-            raise ValueError(f"run.json is not valid JSON: {err}") from err
-        if not isinstance(summary, dict):
-            raise ValueError("run.json does not hold a run record")
-        if training.model_identity(summary.get("record") or {}) != record:
+        summary = training.read_run_summary(run_dir, record, training.model_identity)
+        if summary is None:
             return None
-        written = summary["files"]
-        changed = [n for n, digest in written.items() if file_digest(run_dir / n) != digest]
-        if changed or set(written) != set(_model_files(run_dir)):
-            raise ValueError(f"{', '.join(changed) or 'its files'} changed since it was trained")
+        if set(summary["files"]) != set(_model_files(run_dir)):
+            raise ValueError("its files changed since it was written")
         normalised = record["model"]["normalise"]
         return TrainedModel(
             kind,
@@ -903,7 +892,7 @@ def out_of_fold_scores(
         result = pd.concat(parts).sort_index().drop(columns=["split"])
         result.insert(0, "model", kind)
         write_csv(result, folder / "scores.csv")
-        write_text(folder / "run.json", json.dumps({"record": record}, indent=1))
+        training.write_run_summary(folder, record, ["scores.csv"])
     return result
 
 
@@ -924,7 +913,7 @@ def _fold_scores(profile, kind, settings, config, logmels, train_idx, held_idx, 
 def _saved_out_of_fold(folder: Path, record: dict) -> pd.DataFrame | None:
     """The out-of-fold scores saved for ``record``, or ``None`` (none, other run, damaged)."""
     try:
-        if json.loads((folder / "run.json").read_text()).get("record") != record:
+        if training.read_run_summary(folder, record) is None:
             return None
         saved = pd.read_csv(folder / "scores.csv")
         saved["path"] = saved["path"].map(Path)

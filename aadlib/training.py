@@ -33,6 +33,7 @@ import pandas as pd
 import tensorflow as tf
 
 from . import models, paper
+from ._fastio import file_digest
 from ._storage import write_atomic, write_text
 from .batches import WindowBatches
 from .features import LogMelSet, Scaler
@@ -55,6 +56,8 @@ __all__ = [
     "save_model",
     "load_model",
     "load_history",
+    "write_run_summary",
+    "read_run_summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -578,6 +581,50 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
             f"{path}: the saved model is damaged or not a Keras model "
             f"({type(err).__name__}); delete its folder and train again"
         ) from err
+
+
+#: What a saved run's folder holds besides its files: what identifies the run, written last.
+RUN_SUMMARY = "run.json"
+
+
+def write_run_summary(folder: Path, record: dict, files, **details) -> Path:
+    """Write ``run.json`` into a saved run's folder, after the run's ``files``.
+
+    It holds ``record`` (what identifies the run), ``details``, and a checksum of each of
+    ``files``, so that :func:`read_run_summary` accepts the folder only as it was written.
+    A folder without it holds no finished run.
+    """
+    summary = {
+        "record": record,
+        **details,
+        "files": {name: file_digest(folder / name) for name in files},
+    }
+    return write_text(folder / RUN_SUMMARY, json.dumps(summary, indent=1))
+
+
+def read_run_summary(folder: Path, record: dict, identity=None) -> dict | None:
+    """The summary of the run saved in ``folder`` for ``record``; ``None`` when it holds none.
+
+    ``identity`` maps a saved record to what is compared with ``record`` (default: all of
+    it). Raises :class:`ModelFileError` when ``run.json`` cannot be read or a file it lists
+    changed since it was written (the message names the file).
+    """
+    run_file = folder / RUN_SUMMARY
+    if not run_file.exists():
+        return None
+    try:
+        summary = json.loads(run_file.read_text())
+    except (OSError, ValueError) as err:
+        raise ModelFileError(f"{RUN_SUMMARY} is not valid JSON: {err}") from err
+    if not isinstance(summary, dict) or not isinstance(summary.get("files"), dict):
+        raise ModelFileError(f"{RUN_SUMMARY} does not hold a run summary")
+    saved = summary.get("record") or {}
+    if (identity(saved) if identity else saved) != record:
+        return None
+    changed = [n for n, digest in summary["files"].items() if file_digest(folder / n) != digest]
+    if changed:
+        raise ModelFileError(f"{', '.join(changed)} changed since it was written")
+    return summary
 
 
 def learning_status(history: pd.DataFrame, window: int = 3, tolerance: float = 0.02) -> str:

@@ -527,8 +527,16 @@ def test_out_of_fold_scores_cover_every_clip_once_and_are_reused(tiny):
     per_id = first.groupby(["machine_id", "fold"]).size().unstack()
     assert per_id.shape[1] == 3 and (per_id.max(axis=1) - per_id.min(axis=1) <= 1).all()
     assert (first.role == "out_of_fold").all() and (first.score > 0).all()
+    saved = tiny.results / "dense" / "valve" / "out_of_fold" / "scores.csv"
+    written = saved.stat().st_mtime_ns
     again = pipeline.out_of_fold_scores("valve", "dense", tiny, folds=3)
     np.testing.assert_allclose(again.score, first.score)
+    assert saved.stat().st_mtime_ns == written, "reused, not computed and written again"
+    # Scores changed since they were written are not trusted: they are computed again.
+    changed = pd.read_csv(saved)
+    changed.loc[0, "score"] = 1e9
+    changed.to_csv(saved, index=False)
+    assert (pipeline.out_of_fold_scores("valve", "dense", tiny, folds=3).score < 1e6).all()
     with pytest.raises(ValueError, match="folds"):
         pipeline.out_of_fold_scores("valve", "dense", tiny, folds=50)
 

@@ -218,7 +218,7 @@ def test_a_model_replaced_by_another_is_not_reused(trained_dense, tiny, tmp_path
     with caplog.at_level("WARNING", logger="aadlib"):
         again = pipeline.train_machine_type("valve", "dense", profile, verbose=0)
     assert not again.reused
-    assert "model.keras changed since it was trained" in caplog.text
+    assert "model.keras changed since it was written" in caplog.text
 
 
 @pytest.mark.slow

@@ -19,9 +19,11 @@ from aadlib.training import (
     load_history,
     load_model,
     paper_config,
+    read_run_summary,
     save_model,
     split_clips,
     training_windows,
+    write_run_summary,
 )
 
 pytestmark = pytest.mark.usefixtures("checkpoint_every_epoch")
@@ -545,3 +547,21 @@ def test_a_training_shorter_than_the_interval_writes_no_checkpoint(tmp_path, mon
     )
     assert list(history.epoch) == [1, 2, 3]
     assert not any(run_dir.iterdir())  # nothing to resume from, nothing written
+
+
+def test_a_run_summary_accepts_its_folder_only_as_it_was_written(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"\x01\x02")
+    record = {"kind": "dense", "seed": 3}
+    write_run_summary(tmp_path, record, ["weights.bin"], seconds=1.5)
+    summary = read_run_summary(tmp_path, record)
+    assert summary["seconds"] == 1.5 and list(summary["files"]) == ["weights.bin"]
+    assert read_run_summary(tmp_path, {**record, "seed": 4}) is None
+    seed_only = read_run_summary(tmp_path, {"seed": 3}, lambda r: {"seed": r["seed"]})
+    assert seed_only is not None
+    assert read_run_summary(tmp_path / "elsewhere", record) is None
+    (tmp_path / "weights.bin").write_bytes(b"\x01\x03")
+    with pytest.raises(ModelFileError, match="weights.bin changed since it was written"):
+        read_run_summary(tmp_path, record)
+    (tmp_path / "run.json").write_text("{half")
+    with pytest.raises(ModelFileError, match="run.json is not valid JSON"):
+        read_run_summary(tmp_path, record)
