@@ -606,21 +606,26 @@ def read_run_summary(folder: Path, record: dict, identity=None) -> dict | None:
     """The summary of the run saved in ``folder`` for ``record``; ``None`` when it holds none.
 
     ``identity`` maps a saved record to what is compared with ``record`` (default: all of
-    it). Raises :class:`ModelFileError` when ``run.json`` cannot be read or a file it lists
-    changed since it was written (the message names the file).
+    it). Raises :class:`ModelFileError` when ``run.json`` cannot be read, or a file it lists
+    is gone or changed since it was written (the message names the file).
     """
     run_file = folder / RUN_SUMMARY
     if not run_file.exists():
         return None
     try:
         summary = json.loads(run_file.read_text())
-    except (OSError, ValueError) as err:
+    except OSError as err:
+        raise ModelFileError(f"{RUN_SUMMARY} cannot be read: {err}") from err
+    except ValueError as err:
         raise ModelFileError(f"{RUN_SUMMARY} is not valid JSON: {err}") from err
     if not isinstance(summary, dict) or not isinstance(summary.get("files"), dict):
         raise ModelFileError(f"{RUN_SUMMARY} does not hold a run summary")
     saved = summary.get("record") or {}
     if (identity(saved) if identity else saved) != record:
         return None
+    gone = [name for name in summary["files"] if not (folder / name).is_file()]
+    if gone:
+        raise ModelFileError(f"{', '.join(gone)} gone since it was written")
     changed = [n for n, digest in summary["files"].items() if file_digest(folder / n) != digest]
     if changed:
         raise ModelFileError(f"{', '.join(changed)} changed since it was written")

@@ -229,6 +229,9 @@ def test_id_classifier_saves_and_loads_for_its_record_only(toy_classifier, tmp_p
     (tmp_path / "scaler.npz").write_bytes(b"tampered")
     with pytest.raises(training.ModelFileError, match="scaler.npz"):
         detectors.IdClassifierDetector.load(tmp_path, record, TOY)
+    (tmp_path / "history.csv").unlink()
+    with pytest.raises(training.ModelFileError, match="history.csv gone"):
+        detectors.IdClassifierDetector.load(tmp_path, record, TOY)
 
 
 def test_id_classifier_model_keeps_the_frequency_axis():

@@ -562,6 +562,9 @@ def test_a_run_summary_accepts_its_folder_only_as_it_was_written(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"\x01\x03")
     with pytest.raises(ModelFileError, match="weights.bin changed since it was written"):
         read_run_summary(tmp_path, record)
+    (tmp_path / "weights.bin").unlink()
+    with pytest.raises(ModelFileError, match="weights.bin gone since it was written"):
+        read_run_summary(tmp_path, record)
     (tmp_path / "run.json").write_text("{half")
     with pytest.raises(ModelFileError, match="run.json is not valid JSON"):
         read_run_summary(tmp_path, record)
