@@ -72,6 +72,7 @@ from .profiles import Profile, set_seed
 from .training import (
     EarlyStopping,
     ModelFileError,
+    build_optimizer,
     learning_status,
     load_history,
     load_model,
@@ -753,6 +754,7 @@ class IdClassifierDetector:
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
+        build_optimizer(self.model)
         keeper = EarlyStopping(s.patience)
         self.model.fit(
             _labelled_dataset(train, codes),

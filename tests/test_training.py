@@ -115,6 +115,21 @@ def test_fit_reduces_training_loss():
     assert np.all(np.isfinite(history.val_loss))
 
 
+def test_the_training_step_is_traced_once_per_model():
+    # Keras traces train_step each time TensorFlow builds the step's graph. Optimizer
+    # variables created inside that first trace would make TensorFlow trace it again, a
+    # second start-up cost for every model trained (fit_autoencoder creates them first).
+    model = small_dense_model()
+    traced = []
+    step = model.train_step
+    model.train_step = lambda data: traced.append(1) or step(data)
+    history = fit_autoencoder(
+        model, toy_logmels(20, 60), "dense", dense_config(epochs=3, batch_size=16), verbose=0
+    )
+    assert len(history) == 3
+    assert len(traced) == 1
+
+
 def test_fit_needs_windows():
     with pytest.raises(ValueError, match="no dense training windows"):
         fit_autoencoder(
