@@ -704,11 +704,21 @@ def _batches(keys: list[ClipKey], size: int) -> list[list[ClipKey]]:
     return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
-def _default_jobs() -> int:
+#: Clips to render that pay for starting one worker process. Measured on 2 cores, each
+#: case in a fresh process: 48 clips (tiny, one type) took 2.6 s and 3.9 CPU-s in this
+#: process, 3.3 s and 4.9 CPU-s in two workers; 276 clips (tiny, six types) 7.4 s and
+#: 9.6 CPU-s against 7.2 s and 14.6 CPU-s; 784 clips (quick, one type) 11 s against 6 s.
+CLIPS_PER_WORKER = 300
+
+
+def _default_jobs(clips: int) -> int:
+    """Worker processes for ``clips`` clips: one per available core, at most one per
+    :data:`CLIPS_PER_WORKER` clips (fewer clips render in this process)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, clips // CLIPS_PER_WORKER))
 
 
 def _make_pool(n_jobs: int) -> ProcessPoolExecutor:
@@ -751,7 +761,8 @@ def generate_dataset(
     seed
         Data set seed (a non-negative integer).
     n_jobs
-        Worker processes (default: all available cores; 1 renders in this process).
+        Worker processes (default: one per available core, at most one per
+        :data:`CLIPS_PER_WORKER` clips to render; 1 renders in this process).
     progress
         Show a tqdm progress bar.
     overwrite
@@ -781,7 +792,9 @@ def generate_dataset(
         return root  # nothing to write: no lock needed (the folder may be read-only)
     with exclusive(root, f"generating the synthetic set in {root}"):
         jobs = _type_jobs(root, requests, overwrite)
-        _render(jobs, seed, _default_jobs() if n_jobs is None else max(1, int(n_jobs)), progress)
+        if n_jobs is None:
+            n_jobs = _default_jobs(sum(len(job.missing) for job in jobs))
+        _render(jobs, seed, max(1, int(n_jobs)), progress)
     return root
 
 

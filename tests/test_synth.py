@@ -139,6 +139,20 @@ def test_same_seed_same_bytes_whatever_else_is_generated(tiny_root, tmp_path):
     pd.testing.assert_frame_equal(small.set_index("file"), large.loc[small.file])
 
 
+def test_worker_processes_start_only_for_enough_clips(tmp_path, monkeypatch):
+    # Whether workers start is seen where the private pool is made: the clips are the same.
+    pools = []
+    real_pool = synth._make_pool
+    monkeypatch.setattr(synth, "_make_pool", lambda n: pools.append(n) or real_pool(n))
+    synth.generate_dataset(tmp_path / "few", MINI, ["valve"], seed=0, progress=False)
+    assert pools == []  # fewer clips than CLIPS_PER_WORKER: rendered in this process
+    monkeypatch.setattr(synth, "CLIPS_PER_WORKER", 1)
+    synth.generate_dataset(tmp_path / "many", MINI, ["valve"], seed=0, progress=False)
+    workers = min(len(os.sched_getaffinity(0)), MINI_VALVE_CLIPS)  # one per core
+    assert pools == ([workers] if workers > 1 else [])
+    assert _files(tmp_path / "few" / "valve") == _files(tmp_path / "many" / "valve")
+
+
 def test_different_seed_or_clip_gives_different_audio():
     base, _ = soundmodel.synthesize_clip("fan", 2, "normal", 0, seed=0)
     again, _ = soundmodel.synthesize_clip("fan", 2, "normal", 0, seed=0)
