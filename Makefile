@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED := 1
 # The data profile the book is built on: quick (default, synthetic, a CPU), tiny, or full
 # (the real data and the paper's settings, for a machine with a GPU): make book PROFILE=full
 PROFILE ?= quick
-# Test processes: the book build runs in one while the other tests run in the rest.
+# Test processes: the book build starts first in one, while the other tests run in the rest.
 TEST_WORKERS ?= 2
 # Each profile's book, and its execution cache (which keys on the notebooks alone), apart.
 BOOK_OUT := $(if $(filter quick,$(PROFILE)),.,_build/$(PROFILE))
@@ -41,7 +41,7 @@ book: $(STAMP)
 
 ## Run the whole test suite: unit tests, the pipeline end to end, the book build.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## The unit tests alone: no book, no training beyond a few steps.
 test-fast: $(STAMP)
