@@ -632,8 +632,7 @@ def _train_in_processes(jobs: list[Job], parallel: int, retrain, verbose, finish
     """Run ``_train_and_score`` for every job, ``parallel`` at a time in spawned processes.
 
     The features are extracted here first (with every core), so that the workers only
-    read the cache. Each worker loads TensorFlow quietly and lets it grow its GPU memory;
-    the longest jobs
+    read the cache. Each worker lets TensorFlow grow its GPU memory; the longest jobs
     start first, so that a long one does not start last.
     """
     profile = jobs[0][0]  # the jobs' profiles differ in seed and results, not in data
@@ -642,17 +641,28 @@ def _train_in_processes(jobs: list[Job], parallel: int, retrain, verbose, finish
             load_features(profile, machine_type, "train", "normal", params, verbose != 0)
             load_features(profile, machine_type, "test", None, params, verbose != 0)
     ordered = sorted(range(len(jobs)), key=lambda index: -_cost(jobs[index]))
+    calls = [(_worker_job, *jobs[i], retrain, verbose) for i in ordered]
+    _in_processes(calls, parallel, lambda k, result: finished(ordered[k], *result))
+
+
+def _in_processes(calls: list[tuple], parallel: int, finished, threads: int | None = None):
+    """Run each ``(function, *args)`` of ``calls`` in spawned processes, ``parallel`` at a
+    time, started in the order given; ``finished(index, result)`` as each one ends.
+
+    Each worker loads TensorFlow quietly (as the CLI does) with ``threads`` threads per
+    operation (default: its share of the cores).
+    """
+    workers = min(parallel, len(calls))
     pool = ProcessPoolExecutor(
-        max_workers=min(parallel, len(jobs)),
+        max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        # Quiet start-up lines, as in the CLI; each worker takes its share of the cores.
         initializer=_quiet.start_worker,
-        initargs=(max(1, (os.cpu_count() or 1) // min(parallel, len(jobs))),),
+        initargs=(threads or max(1, (os.cpu_count() or 1) // workers),),
     )
     try:
-        futures = {pool.submit(_worker_job, *jobs[i], retrain, verbose): i for i in ordered}
+        futures = {pool.submit(*call): index for index, call in enumerate(calls)}
         for future in as_completed(futures):
-            finished(futures[future], *future.result())
+            finished(futures[future], future.result())
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
@@ -1326,6 +1336,63 @@ def _detector_record(detector, params: FeatureParams, train_paths, seed: int) ->
     return json.loads(json.dumps(record))
 
 
+def _saved_fit(profile: Profile, detector, machine_type: str, train_paths) -> tuple[Path, dict]:
+    """Where a saved detector's fit on a type goes, and the record that identifies it."""
+    record = _detector_record(detector, FeatureParams(), train_paths, profile.seed)
+    return profile.results / detector.family / machine_type, record
+
+
+def _unfitted(profile: Profile, family: str, machine_types: list[str], refit: bool) -> list[str]:
+    """The types whose saved fit of ``family`` is missing or damaged (all with ``refit``;
+    none for a family fitted anew on every call)."""
+    detector = detectors.make_detector(family, profile, profile.seed)
+    if not isinstance(detector, detectors.SavedDetector):
+        return []
+    if refit:
+        return list(machine_types)
+    missing = []
+    for machine_type in machine_types:
+        table, _ = load_features(profile, machine_type, "train", "normal", FeatureParams(), False)
+        run_dir, record = _saved_fit(profile, detector, machine_type, table.path)
+        try:
+            summary = training.read_run_summary(run_dir, record)
+        except training.ModelFileError:
+            summary = None  # fitted again, as fit_detector does
+        if summary is None:
+            missing.append(machine_type)
+    return missing
+
+
+def _fit_worker(profile: Profile, cls: type, machine_type: str, refit: bool, verbose: int):
+    """:func:`fit_detector` in a worker process: the fit is saved, not returned."""
+    _grow_gpu_memory()
+    detectors.register_detector(cls)  # a class registered by the user's own module
+    fit_detector(profile, cls.family, machine_type, refit=refit, verbose=verbose)
+
+
+def _fit_in_processes(
+    profile: Profile, family: str, machine_types: list[str], refit: bool, verbose: int
+) -> list[str]:
+    """Fit the saved detectors of ``family`` that ``machine_types`` lack (all with
+    ``refit``) side by side, as :func:`run_experiment` trains models; the types so fitted.
+
+    Only where several are needed and the profile trains several models at once; a class
+    defined in a notebook or script cannot be imported by a worker, so it fits in turn.
+    """
+    parallel = _workers(profile, None)
+    if family in paper.MODELS or parallel < 2:
+        return []
+    cls = detectors.detector_class(family)
+    todo = [] if cls.__module__ == "__main__" else _unfitted(profile, family, machine_types, refit)
+    if len(todo) < 2 or not _share_the_gpu():
+        return []
+    calls = [(_fit_worker, profile, cls, machine_type, refit, verbose) for machine_type in todo]
+    # Every core's threads, as a fit here has: the ID classifier's convolutions add up in
+    # an order that depends on the thread count, and its scores with them.
+    _in_processes(calls, parallel, lambda index, result: None, threads=os.cpu_count() or 1)
+    return todo
+
+
 def fit_detector(
     profile: Profile, family: str, machine_type: str, *, refit: bool = False, verbose: int = 0
 ) -> detectors.Detector:
@@ -1345,8 +1412,7 @@ def fit_detector(
     detector = detectors.make_detector(family, profile, profile.seed)
     if not isinstance(detector, detectors.SavedDetector):
         return detector.fit(logmels, machine_ids, verbose=verbose)
-    run_dir = profile.results / family / machine_type
-    record = _detector_record(detector, params, table.path, profile.seed)
+    run_dir, record = _saved_fit(profile, detector, machine_type, table.path)
     with exclusive(run_dir, f"fitting the {family} detector of {machine_type}"):
         if not refit:
             try:
@@ -1411,13 +1477,22 @@ def run_detector(
     format of :func:`score_machine_type` (so :mod:`aadlib.tables` reads it); the timings
     give, per type, the seconds of the fit (the original fit's for a reused one) and of
     scoring the test clips, reading their cached features included but not extracting
-    them. The data must be there (:func:`prepare_data`).
+    them. The data must be there (:func:`prepare_data`). A saved detector (the ID
+    classifier) that several types lack fits on them side by side, in worker processes,
+    where the profile trains several models at once; its numbers are those of a fit here.
     """
     if family not in paper.MODELS:
         detectors.detector_class(family)  # an unknown family fails before any fit
+    types = machine_types_of(profile, machine_types)
+    fitted_aside = _fit_in_processes(profile, family, types, refit, verbose)
     parts, timings, fitted = [], [], {}
-    for machine_type in machine_types_of(profile, machine_types):
-        detector = fit_detector(profile, family, machine_type, refit=refit, verbose=verbose)
+    for machine_type in types:
+        aside = machine_type in fitted_aside
+        detector = fit_detector(
+            profile, family, machine_type, refit=refit and not aside, verbose=verbose
+        )
+        if aside:
+            detector.reused = False  # fitted by this call, in a worker process
         start = time.perf_counter()
         scores = score_detector(detector, profile, machine_type)
         scoring_seconds = time.perf_counter() - start

@@ -283,6 +283,45 @@ def test_parallel_training_gives_the_sequential_scores(tmp_path):
     assert all("saved model reused" in line for line in lines) and len(lines) == 2
 
 
+@pytest.mark.slow
+def test_saved_detectors_fitted_side_by_side_give_the_sequential_scores(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    tiny = profiles.resolve("tiny", home=home, data_root=home / "data", results=home / "one")
+    types = ["valve", "slider"]
+    pipeline.prepare_data(tiny, types, progress=False)
+
+    def at_once(profile, n):
+        return profile.replace(
+            acceleration=dataclasses.replace(profile.acceleration, parallel_models=n)
+        )
+
+    one = pipeline.run_detector(at_once(tiny, 1), "id-classifier", types)
+    # The pools started: which process fitted a detector shows nowhere else.
+    pools = []
+    in_processes = pipeline._in_processes
+    monkeypatch.setattr(
+        pipeline,
+        "_in_processes",
+        lambda calls, *a, **k: [pools.append(len(calls)), in_processes(calls, *a, **k)],
+    )
+    both = at_once(tiny.replace(results=home / "both"), 2)
+    two = pipeline.run_detector(both, "id-classifier", types)
+    assert pools == [2]
+    pd.testing.assert_frame_equal(two.scores, one.scores, check_exact=True)
+    assert list(two.timings.machine_type) == types and not two.timings.reused.any()
+    for machine_type in types:
+        assert (both.results / "id-classifier" / machine_type / "model.keras").is_file()
+    # Run again: each fit is read back here, with no worker.
+    again = pipeline.run_detector(both, "id-classifier", types)
+    assert pools == [2] and again.timings.reused.all()
+    pd.testing.assert_frame_equal(again.scores, one.scores, check_exact=True)
+    # One type to fit: no pool for it.
+    pipeline.run_detector(both, "id-classifier", types, refit=True)
+    assert pools == [2, 2]
+    pipeline.run_detector(both.replace(results=home / "three"), "id-classifier", ["valve"])
+    assert pools == [2, 2]
+
+
 # --------------------------------------------------------------------------------------
 # make bench-gpu
 # --------------------------------------------------------------------------------------
