@@ -315,7 +315,7 @@ def test_saved_detectors_fitted_side_by_side_give_the_sequential_scores(tmp_path
     again = pipeline.run_detector(both, "id-classifier", types)
     assert pools == [2] and again.timings.reused.all()
     pd.testing.assert_frame_equal(again.scores, one.scores, check_exact=True)
-    # One type to fit: no pool for it.
+    # refit=True fits both again, side by side; a single type to fit starts no pool.
     pipeline.run_detector(both, "id-classifier", types, refit=True)
     assert pools == [2, 2]
     pipeline.run_detector(both.replace(results=home / "three"), "id-classifier", ["valve"])
