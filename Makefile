@@ -25,7 +25,10 @@ NODE_DIR := _build/node
 NODE_PACKAGES := reveal.js@4.6.1 requirejs@2.3.7 jquery@3.7.1
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@# venv fails at its pip step (ensurepip) on a full disk or a Python without venv: say which.
+	$(PYTHON) -m venv $(VENV) || { df -h . ; echo "Could not create $(VENV) with '$(PYTHON) -m venv'." \
+		"Free disk space if the disk above is full; on Debian without venv, apt-get install python3-venv."; \
+		exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[book,dev]"
 	@# librosa's numba kernels compile on their first use and are cached beside its code:
