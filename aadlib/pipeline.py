@@ -592,10 +592,10 @@ def _train_and_score(
     return scores, timing
 
 
-def _worker_job(*args) -> tuple[pd.DataFrame, dict]:
-    """:func:`_train_and_score` in a worker process, whose GPU memory grows as needed."""
+def _in_worker(function, *args):
+    """``function(*args)`` in a worker process, whose GPU memory grows as needed."""
     _grow_gpu_memory()
-    return _train_and_score(*args)
+    return function(*args)
 
 
 def _grow_gpu_memory() -> bool:
@@ -632,8 +632,7 @@ def _train_in_processes(jobs: list[Job], parallel: int, retrain, verbose, finish
     """Run ``_train_and_score`` for every job, ``parallel`` at a time in spawned processes.
 
     The features are extracted here first (with every core), so that the workers only
-    read the cache. Each worker lets TensorFlow grow its GPU memory; the longest jobs
-    start first, so that a long one does not start last.
+    read the cache. The longest jobs start first, so that a long one does not start last.
     """
     profile = jobs[0][0]  # the jobs' profiles differ in seed and results, not in data
     for machine_type in dict.fromkeys(t for _, _, t in jobs):
@@ -641,7 +640,7 @@ def _train_in_processes(jobs: list[Job], parallel: int, retrain, verbose, finish
             load_features(profile, machine_type, "train", "normal", params, verbose != 0)
             load_features(profile, machine_type, "test", None, params, verbose != 0)
     ordered = sorted(range(len(jobs)), key=lambda index: -_cost(jobs[index]))
-    calls = [(_worker_job, *jobs[i], retrain, verbose) for i in ordered]
+    calls = [(_train_and_score, *jobs[i], retrain, verbose) for i in ordered]
     _in_processes(calls, parallel, lambda k, result: finished(ordered[k], *result))
 
 
@@ -650,7 +649,7 @@ def _in_processes(calls: list[tuple], parallel: int, finished, threads: int | No
     time, started in the order given; ``finished(index, result)`` as each one ends.
 
     Each worker loads TensorFlow quietly (as the CLI does) with ``threads`` threads per
-    operation (default: its share of the cores).
+    operation (default: its share of the cores), and lets it grow its GPU memory.
     """
     workers = min(parallel, len(calls))
     pool = ProcessPoolExecutor(
@@ -660,7 +659,7 @@ def _in_processes(calls: list[tuple], parallel: int, finished, threads: int | No
         initargs=(threads or max(1, (os.cpu_count() or 1) // workers),),
     )
     try:
-        futures = {pool.submit(*call): index for index, call in enumerate(calls)}
+        futures = {pool.submit(_in_worker, *call): index for index, call in enumerate(calls)}
         for future in as_completed(futures):
             finished(futures[future], future.result())
     except BaseException:
@@ -1336,6 +1335,11 @@ def _detector_record(detector, params: FeatureParams, train_paths, seed: int) ->
     return json.loads(json.dumps(record))
 
 
+#: What a saved detector that cannot be used raises (a damaged, missing or changed file:
+#: ModelFileError is a ValueError); the detector is then fitted again.
+_UNUSABLE_SAVE = (OSError, ValueError, KeyError)
+
+
 def _saved_fit(profile: Profile, detector, machine_type: str, train_paths) -> tuple[Path, dict]:
     """Where a saved detector's fit on a type goes, and the record that identifies it."""
     record = _detector_record(detector, FeatureParams(), train_paths, profile.seed)
@@ -1356,7 +1360,7 @@ def _unfitted(profile: Profile, family: str, machine_types: list[str], refit: bo
         run_dir, record = _saved_fit(profile, detector, machine_type, table.path)
         try:
             summary = training.read_run_summary(run_dir, record)
-        except training.ModelFileError:
+        except _UNUSABLE_SAVE:
             summary = None  # fitted again, as fit_detector does
         if summary is None:
             missing.append(machine_type)
@@ -1365,7 +1369,6 @@ def _unfitted(profile: Profile, family: str, machine_types: list[str], refit: bo
 
 def _fit_worker(profile: Profile, cls: type, machine_type: str, refit: bool, verbose: int):
     """:func:`fit_detector` in a worker process: the fit is saved, not returned."""
-    _grow_gpu_memory()
     detectors.register_detector(cls)  # a class registered by the user's own module
     fit_detector(profile, cls.family, machine_type, refit=refit, verbose=verbose)
 
@@ -1417,7 +1420,7 @@ def fit_detector(
         if not refit:
             try:
                 saved = type(detector).load(run_dir, record, detector.settings, profile.seed)
-            except (OSError, ValueError, KeyError) as err:  # ModelFileError included
+            except _UNUSABLE_SAVE as err:
                 log.warning(
                     "%s: the saved %s cannot be used (%s); fitting again", run_dir, family, err
                 )
