@@ -143,6 +143,11 @@ def _runs(group: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(wide.index.get_level_values("label") == "anomaly"), wide.to_numpy().T
 
 
+#: The machine type of the rows that average over all types (:func:`per_id_table` with
+#: ``overall``, :func:`compare_models`).
+OVERALL = "all types"
+
+
 def per_id_table(
     scores: pd.DataFrame,
     pauc: str = PAUC_DEFAULT,
@@ -151,6 +156,7 @@ def per_id_table(
     n_boot: int = metrics.N_BOOT,
     seed: int = 0,
     level: float = metrics.LEVEL,
+    overall: bool = False,
 ) -> pd.DataFrame:
     """AUC and pAUC (%) per machine type and ID from a scores table.
 
@@ -170,6 +176,11 @@ def per_id_table(
         :func:`aadlib.pipeline.seed_scores`), each metric is the mean over the seeds and
         the resamples draw the seeds too (:func:`aadlib.metrics.bootstrap_runs`): the
         interval then covers the test clips and the seed-to-seed spread of training.
+    overall
+        Also average over the machine types: with several types, each model gets a row of
+        machine type :data:`OVERALL` (``machine_id`` ``"average"``), the mean of its type
+        averages (every type weighted alike, as the paper's overall averages) with, given
+        ``ci``, the interval of that mean from the same resamples.
 
     Returns
     -------
@@ -191,7 +202,7 @@ def per_id_table(
             replicates[group_key] = boot
         rows.append(row)
     per_id = pd.DataFrame(rows)
-    averages = _type_averages(per_id, keys, replicates if ci else None, level)
+    averages = _type_averages(per_id, keys, replicates if ci else None, level, overall)
     per_id["machine_id"] = per_id["machine_id"].astype(int).astype(str)
     return _ordered(pd.concat([per_id, averages], ignore_index=True), keys)
 
@@ -221,16 +232,36 @@ def _id_metrics(row: dict, group: pd.DataFrame, pauc: str, boot_seed, n_boot, le
     return replicates
 
 
-def _type_averages(per_id: pd.DataFrame, keys: list[str], replicates, level) -> pd.DataFrame:
-    """The ``average`` row of each type (:func:`_roll_up` of its IDs)."""
-    averages = []
+def _type_averages(
+    per_id: pd.DataFrame, keys: list[str], replicates, level, overall: bool = False
+) -> pd.DataFrame:
+    """The ``average`` row of each type (:func:`_roll_up` of its IDs) and, ``overall``,
+    each model's row over all types (:func:`_roll_up` of its type averages)."""
+    averages, means = [], []
     for type_key, ids in per_id.groupby(keys, sort=False):
         names = dict(zip(keys, type_key if isinstance(type_key, tuple) else (type_key,)))
         members = None
         if replicates is not None:
             id_keys = (tuple(r[k] for k in keys + ["machine_id"]) for _, r in ids.iterrows())
             members = [replicates[key] for key in id_keys if key in replicates]
-        averages.append(_roll_up(ids, members, level, **names, machine_id="average")[0])
+        row, mean = _roll_up(ids, members, level, **names, machine_id="average")
+        averages.append(row)
+        means.append(mean)
+    table = pd.DataFrame(averages)
+    if overall:
+        model_keys = keys[:-1]  # ["model"], or none
+        groups = table.groupby(model_keys, sort=False) if model_keys else [((), table)]
+        for model_key, types in groups:
+            if len(types) < 2:
+                continue
+            names = dict(zip(model_keys, model_key))
+            members = None
+            if replicates is not None:
+                members = [means[i] for i in types.index if means[i] is not None]
+            row, _ = _roll_up(
+                types, members, level, **names, machine_type=OVERALL, machine_id="average"
+            )
+            averages.append(row)
     return pd.DataFrame(averages)
 
 
@@ -335,7 +366,7 @@ def compare_models(
     if len(per_type) > 1:  # every type weighted alike, as the paper's overall averages
         averages = pd.DataFrame(rows[len(table) :])
         rows.append(
-            _roll_up(averages, per_type, level, machine_type="all types", machine_id="average")[0]
+            _roll_up(averages, per_type, level, machine_type=OVERALL, machine_id="average")[0]
         )
     result = _ordered(pd.DataFrame(rows), ["machine_type"])
     if training is not None:
@@ -555,19 +586,22 @@ def summary_table(per_id: pd.DataFrame, metric: str = "auc", models=None) -> pd.
     """Per-type averages with their 95 % intervals as text, one row per detector. Chapters 7, 9.
 
     ``per_id`` is :func:`per_id_table` output with ``ci=True``. Cells read
-    ``"87.1 [83.0, 90.8]"``; the last column, ``mean``, is the mean over the types.
+    ``"87.1 [83.0, 90.8]"``; the last column, ``mean``, is the mean over the types, with
+    its interval where ``per_id`` has rows over all types (``overall=True``).
     ``models`` picks and orders the rows (default: the table's order).
     """
     averages = per_id[per_id["machine_id"] == "average"]
     models = list(models) if models is not None else list(dict.fromkeys(averages["model"]))
-    columns = type_order(averages["machine_type"])
+    over_types = averages["machine_type"] == OVERALL
+    columns = type_order(averages.loc[~over_types, "machine_type"])
     table = pd.DataFrame(index=pd.Index(models, name="detector"), columns=[*columns, "mean"])
+    means = averages[~over_types].groupby("model")[metric].mean()
+    table["mean"] = [f"{means[m]:.1f}" for m in models]
     for row in averages.itertuples():
         if row.model in table.index:
             value, low, high = (getattr(row, f"{metric}{s}") for s in ("", "_low", "_high"))
-            table.loc[row.model, row.machine_type] = f"{value:.1f} [{low:.1f}, {high:.1f}]"
-    means = averages.groupby("model")[metric].mean()
-    table["mean"] = [f"{means[m]:.1f}" for m in models]
+            column = "mean" if row.machine_type == OVERALL else row.machine_type
+            table.loc[row.model, column] = f"{value:.1f} [{low:.1f}, {high:.1f}]"
     return table
 
 
@@ -593,10 +627,6 @@ def difference_table(comparisons: dict, metric: str = "auc") -> pd.DataFrame:
         rows[name] = cells
     table = pd.DataFrame.from_dict(rows, orient="index")
     return table[type_order(table.columns)].rename_axis("detector")
-
-
-#: The machine type of the row :func:`compare_models` adds over all types.
-OVERALL = "all types"
 
 
 def _undecided_models(row) -> list[str]:

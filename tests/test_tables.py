@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from aadlib.data import MACHINE_TYPES
 from aadlib.metrics import pauc_dcase
-from aadlib.tables import per_id_table, table2_layout
+from aadlib.tables import OVERALL, per_id_table, table2_layout
 
 # --------------------------------------------------------------------------------------
 # Per-ID tables
@@ -167,6 +167,37 @@ def test_per_id_table_intervals_contain_the_estimates(pauc="mcclish"):
     pd.testing.assert_frame_equal(plain, table[plain.columns])
     again = per_id_table(scores, pauc, ci=True, n_boot=300, seed=0)
     pd.testing.assert_frame_equal(again, table)
+
+
+def test_per_id_table_averages_over_all_types_on_request():
+    scores = _scores_frame(seed=3, with_model=True)
+    plain = per_id_table(scores, ci=True, n_boot=300)
+    table = per_id_table(scores, ci=True, n_boot=300, overall=True)
+    overall = table[table.machine_type == OVERALL]
+    # The other rows are the plain table's, resampled alike; the new rows come last per model.
+    pd.testing.assert_frame_equal(
+        table[table.machine_type != OVERALL].reset_index(drop=True), plain
+    )
+    assert list(overall.model) == ["dense", "cnn"] and (overall.machine_id == "average").all()
+    for _, rows in table.groupby("model"):
+        assert rows.machine_type.iloc[-1] == OVERALL
+    for row in overall.itertuples():
+        types = plain[(plain.model == row.model) & (plain.machine_id == "average")]
+        assert row.auc == pytest.approx(types.auc.mean())  # every type weighted alike
+        assert row.pauc == pytest.approx(types.pauc.mean())
+        assert row.n_normal == types.n_normal.sum() and row.n_anomaly == types.n_anomaly.sum()
+        assert row.auc_low < row.auc < row.auc_high
+        # Independent types: the mean's interval is about the root sum of squares of theirs
+        # over their number, narrower than a typical type's.
+        widths = types.auc_high - types.auc_low
+        width = row.auc_high - row.auc_low
+        assert width < widths.mean()
+        assert 0.7 < width / (np.sqrt((widths**2).sum()) / len(widths)) < 1.3
+    # Without a model column, one such row; with one type, none (it would repeat the type's).
+    single = per_id_table(scores[scores.model == "dense"].drop(columns="model"), overall=True)
+    assert (single.machine_type == OVERALL).sum() == 1 and "auc_low" not in single.columns
+    one_type = per_id_table(scores[scores.machine_type == "valve"], overall=True)
+    assert OVERALL not in set(one_type.machine_type)
 
 
 def test_models_come_in_table_2_order():
