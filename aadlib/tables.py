@@ -679,7 +679,7 @@ def noise_counts(comparisons: dict) -> pd.DataFrame:
 def with_intervals(table: pd.DataFrame, metric: str = "auc", digits: int = 1) -> pd.Series:
     """``metric`` and its interval as text, e.g. ``"78.3 [74.1, 82.0]"``, for display.
 
-    Chapters 5, 10.
+    Chapters 5, 7, 9, 10.
     """
     value, low, high = (table[c] for c in (metric, f"{metric}_low", f"{metric}_high"))
     number = f"{{:.{digits}f}}".format
