@@ -597,11 +597,10 @@ def summary_table(per_id: pd.DataFrame, metric: str = "auc", models=None) -> pd.
     table = pd.DataFrame(index=pd.Index(models, name="detector"), columns=[*columns, "mean"])
     means = averages[~over_types].groupby("model")[metric].mean()
     table["mean"] = [f"{means[m]:.1f}" for m in models]
-    for row in averages.itertuples():
+    for row, text in zip(averages.itertuples(), with_intervals(averages, metric)):
         if row.model in table.index:
-            value, low, high = (getattr(row, f"{metric}{s}") for s in ("", "_low", "_high"))
             column = "mean" if row.machine_type == OVERALL else row.machine_type
-            table.loc[row.model, column] = f"{value:.1f} [{low:.1f}, {high:.1f}]"
+            table.loc[row.model, column] = text
     return table
 
 

@@ -456,20 +456,18 @@ def title(name: str) -> str:
     return DETECTOR_TITLES.get(name, name)
 
 
-def best_single_sentence(mean_auc, best: str, against: str = "dense", intervals=None) -> str:
+def best_single_sentence(mean_auc, best: str, against: str = "dense", shown=None) -> str:
     """The single detector with the highest mean AUC, beside the Dense AE's, in words. Chapter 7.
 
     ``mean_auc`` maps each model or detector score to its mean AUC over types (in %);
     ``best`` is the highest of the single detectors. When that is ``against`` itself, the
-    sentence says so instead of setting it beside itself. ``intervals`` maps names to the
-    (low, high) of their means' 95 % intervals, written beside the means.
+    sentence says so instead of setting it beside itself. ``shown`` maps names to how
+    their means are written (e.g. with intervals, :func:`aadlib.tables.with_intervals`);
+    by default, to one decimal.
     """
 
     def mean(name: str) -> str:
-        if intervals is None:
-            return f"{mean_auc[name]:.1f}"
-        low, high = intervals[name]
-        return f"{mean_auc[name]:.1f} [{low:.1f}, {high:.1f}]"
+        return shown[name] if shown is not None else f"{mean_auc[name]:.1f}"
 
     said = (
         f"Of the single detectors, the {title(best)} has the highest mean AUC over types "

@@ -296,8 +296,8 @@ def test_best_single_sentence_sets_the_best_beside_the_dense_ae():
         "Of the single detectors, the DCASE 2020 baseline has the highest mean AUC over types "
         "on this page's data (76.0, against 74.0 for the Dense AE)."
     )
-    intervals = {"baseline": (74.51, 77.5), "dense": (72.0, 75.96)}
-    assert wording.best_single_sentence(mean_auc, "baseline", intervals=intervals).endswith(
+    shown = {"baseline": "76.0 [74.5, 77.5]", "dense": "74.0 [72.0, 76.0]"}
+    assert wording.best_single_sentence(mean_auc, "baseline", shown=shown).endswith(
         "(76.0 [74.5, 77.5], against 74.0 [72.0, 76.0] for the Dense AE)."
     )
 
