@@ -444,16 +444,29 @@ def results_table(scores: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def table2_layout(per_id: pd.DataFrame) -> pd.DataFrame:
+def table2_layout(per_id: pd.DataFrame, *, intervals: bool | None = None) -> pd.DataFrame:
     """Pivot per-model results into the paper's Table 2 shape. Chapters 4, 5.
 
     Rows are (machine type, machine ID or ``average``); columns are
-    (model, ``AUC``/``pAUC``), in percent.
+    (model, ``AUC``/``pAUC``), in percent. With ``intervals`` (the default when
+    ``per_id`` has them, ``ci=True``), each cell is the value with its 95 % interval
+    as text (:func:`with_intervals`); without, the number.
     """
     if "model" not in per_id.columns:
         raise ValueError("table2_layout needs a 'model' column (dense, cnn, ...)")
+    bounds = {f"{m}_{side}" for m in ("auc", "pauc") for side in ("low", "high")}
+    if intervals is None:
+        intervals = bounds <= set(per_id.columns)
+    if intervals:
+        per_id = per_id.assign(
+            auc=with_intervals(per_id, "auc"), pauc=with_intervals(per_id, "pauc")
+        )
     wide = per_id.pivot_table(
-        index=["machine_type", "machine_id"], columns="model", values=["auc", "pauc"], sort=False
+        index=["machine_type", "machine_id"],
+        columns="model",
+        values=["auc", "pauc"],
+        sort=False,
+        aggfunc="first" if intervals else "mean",
     )
     present = list(dict.fromkeys(per_id["model"]))
     # Table 2's order, other detectors after in the order they come
@@ -678,11 +691,12 @@ def noise_counts(comparisons: dict) -> pd.DataFrame:
 def with_intervals(table: pd.DataFrame, metric: str = "auc", digits: int = 1) -> pd.Series:
     """``metric`` and its interval as text, e.g. ``"78.3 [74.1, 82.0]"``, for display.
 
-    Chapters 5, 7, 9, 10.
+    The space inside the brackets does not break, so a narrow table column wraps a cell
+    between the value and its interval, never inside the interval. Chapters 4, 5, 7, 9, 10.
     """
     value, low, high = (table[c] for c in (metric, f"{metric}_low", f"{metric}_high"))
     number = f"{{:.{digits}f}}".format
-    return value.map(number) + " [" + low.map(number) + ", " + high.map(number) + "]"
+    return value.map(number) + " [" + low.map(number) + ",\u00a0" + high.map(number) + "]"
 
 
 def _fold_replicates(model_scores: pd.DataFrame, folds: list, n_boot: int, seed: int):

@@ -350,7 +350,7 @@ def test_summary_table_shows_intervals_per_type_and_the_mean():
     per_id = _averages({("x", "valve"): 81.25, ("x", "fan"): 70.0, ("y", "fan"): 50.0})
     table = tables.summary_table(per_id, models=["y", "x"])
     assert list(table.index) == ["y", "x"] and list(table.columns) == ["fan", "valve", "mean"]
-    assert table.loc["x", "valve"] == "81.2 [79.2, 83.2]"
+    assert table.loc["x", "valve"] == "81.2 [79.2,\u00a083.2]"
     assert table.loc["x", "mean"] == "75.6" and pd.isna(table.loc["y", "valve"])
     # With rows over all types (per_id_table(..., overall=True)) the mean has its interval.
     over_types = pd.DataFrame(
@@ -359,7 +359,7 @@ def test_summary_table_shows_intervals_per_type_and_the_mean():
     )  # fmt: skip
     table = tables.summary_table(pd.concat([per_id, over_types]), models=["y", "x"])
     assert list(table.columns) == ["fan", "valve", "mean"]
-    assert table.loc["x", "mean"] == "75.6 [73.0, 78.5]" and table.loc["y", "mean"] == "50.0"
+    assert table.loc["x", "mean"] == "75.6 [73.0,\u00a078.5]" and table.loc["y", "mean"] == "50.0"
 
 
 def test_noise_counts_and_difference_table_read_paired_comparisons():

@@ -144,6 +144,24 @@ def test_table2_layout_shape_and_values():
         assert wide.loc[key, (row.model, "pAUC")] == pytest.approx(row.pauc)
 
 
+def test_table2_layout_writes_each_value_with_its_interval():
+    table = per_id_table(_scores_frame(seed=2, with_model=True), ci=True, n_boot=50)
+    wide = table2_layout(table)
+    for row in table.itertuples():
+        key = (row.machine_type, row.machine_id)
+        assert wide.loc[key, (row.model, "AUC")] == (
+            f"{row.auc:.1f} [{row.auc_low:.1f},\u00a0{row.auc_high:.1f}]"
+        )
+        assert wide.loc[key, (row.model, "pAUC")].startswith(f"{row.pauc:.1f} [")
+    numbers = table2_layout(table, intervals=False)
+    assert numbers.shape == wide.shape
+    assert numbers.loc[("fan", "average"), ("cnn", "AUC")] == pytest.approx(
+        table.query(
+            "model == 'cnn' and machine_type == 'fan' and machine_id == 'average'"
+        ).auc.item()
+    )
+
+
 def test_table2_layout_needs_model_column():
     with pytest.raises(ValueError, match="model"):
         table2_layout(per_id_table(_scores_frame()))
@@ -298,7 +316,9 @@ def test_with_intervals_formats_value_and_bounds():
     frame = pd.DataFrame(
         {"auc": [78.34, 50.0], "auc_low": [74.06, 41.25], "auc_high": [82.0, 59.99]}
     )
-    assert list(with_intervals(frame)) == ["78.3 [74.1, 82.0]", "50.0 [41.2, 60.0]"]
+    assert list(with_intervals(frame)) == ["78.3 [74.1,\u00a082.0]", "50.0 [41.2,\u00a060.0]"]
+    # A narrow column may wrap a cell between the value and its interval only.
+    assert [text.split(" ") for text in with_intervals(frame)][0] == ["78.3", "[74.1,\u00a082.0]"]
 
 
 def test_one_order_for_models_and_machine_types():
