@@ -369,11 +369,12 @@ def averages_with_intervals(
     figsize=(9, 3.4),
     title=None,
 ):
-    """Each model's per-type average as a point with its 95 % interval. Chapters 9, 10.
+    """Each model's per-type average as a point with its 95 % interval. Chapters 7, 9, 10.
 
     ``per_id`` is :func:`aadlib.tables.per_id_table` output with ``ci=True`` and a
     ``model`` column; ``models`` picks and orders the models (default: all, as they come).
-    Overlapping intervals are a hint, not a test: a paired comparison decides.
+    Overlapping intervals are a hint, not a test: a paired comparison decides. The legend
+    sits below the axes, in rows of at most five models.
     """
     fig, ax = _axes(ax, figsize)
     rows = per_id[per_id["machine_id"] == "average"]
@@ -398,7 +399,7 @@ def averages_with_intervals(
     ax.axhline(50, color="grey", lw=1, ls="--")
     ax.set_xticks(x, types)
     ax.set(ylabel=f"{'AUC' if metric == 'auc' else 'pAUC'} (%)", title=title)
-    legend_below(ax, ncols=len(models))
+    legend_below(ax, ncols=min(len(models), 5))
     return fig, ax
 
 
