@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
+from scipy import stats
 from sklearn.metrics import roc_curve
 
 from . import metrics
@@ -37,6 +38,9 @@ __all__ = [
     "roc_curves",
     "paper_vs_ours",
     "averages_with_intervals",
+    "normal_scores_by_id",
+    "threshold_rules",
+    "threshold_misses",
     "reconstruction",
     "hourglass",
     "error_over_time",
@@ -400,6 +404,121 @@ def averages_with_intervals(
     ax.set_xticks(x, types)
     ax.set(ylabel=f"{'AUC' if metric == 'auc' else 'pAUC'} (%)", title=title)
     legend_below(ax, ncols=min(len(models), 5))
+    return fig, ax
+
+
+#: The threshold rules' colours in chapter 6's figures, as :func:`threshold_rules` draws them.
+_RULE_COLORS = {"gamma": "C0", "percentile": "C2"}
+
+
+def normal_scores_by_id(
+    groups: Mapping[str, pd.DataFrame],
+    ids,
+    quantile: float = 0.9,
+    ax=None,
+    figsize=(10, 3.8),
+    title=None,
+    seed: int = 0,
+    score_label: str = "anomaly score",
+):
+    """Scores of groups of normal clips side by side per machine ID. Chapter 6.
+
+    ``groups`` maps a name (training clips, validation clips, ...) to scores with
+    ``machine_id`` and ``score`` columns. Each clip is a point, spread sideways at random
+    (``seed``) so that equal scores stay visible; a bar marks each group's ``quantile``
+    per ID, where a threshold set from that group would sit.
+    """
+    fig, ax = _axes(ax, figsize)
+    jitter = np.random.default_rng(seed)
+    width = 0.8 / len(groups)
+    for k, (name, group) in enumerate(groups.items()):
+        for i, machine_id in enumerate(ids):
+            values = group[group["machine_id"] == machine_id]["score"]
+            centre = i + (k - (len(groups) - 1) / 2) * width
+            x = centre + jitter.uniform(-0.25, 0.25, len(values)) * width
+            label = name if i == 0 else None
+            ax.scatter(x, values, s=9, alpha=0.6, color=f"C{k}", label=label)
+            if len(values):
+                bar = (centre - 0.4 * width, centre + 0.4 * width)
+                ax.hlines(values.quantile(quantile), *bar, color=f"C{k}", lw=2.5)
+    ax.set_xticks(range(len(ids)), [f"ID {int(i):02d}" for i in ids])
+    ax.set(ylabel=score_label, title=title)
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top + 0.15 * (top - bottom))  # room for the legend above the clips
+    ax.legend(frameon=False, ncols=len(groups), loc="upper left", fontsize=9)
+    return fig, ax
+
+
+def threshold_rules(
+    scores,
+    thresholds: Mapping[str, float],
+    fits: Mapping[str, tuple[float, float, float]],
+    ax=None,
+    figsize=(9, 3.4),
+    title=None,
+    scores_name: str = "normal clips",
+    score_label: str = "anomaly score",
+):
+    """Normal scores, the gamma distributions fitted to them and the thresholds. Chapter 6.
+
+    ``fits`` maps a name to a gamma's ``(shape, loc, scale)``
+    (:func:`aadlib.decisions.gamma_fit`); ``thresholds`` maps a rule's name to its
+    threshold. The axis spans the scores and 30 % of their range either side; a
+    threshold beyond it is marked "off the scale" in the legend.
+    """
+    fig, ax = _axes(ax, figsize)
+    scores = np.asarray(scores, dtype=float)
+    low, high = scores.min(), scores.max()
+    x = np.linspace(low - 0.3 * (high - low), high + 0.3 * (high - low), 400)
+    heights, _, _ = ax.hist(
+        scores, bins="auto", density=True, color="0.85", label=f"{scores_name} ({len(scores)})"
+    )
+    ax.plot(scores, np.zeros(len(scores)), "|", color="0.3", ms=12)
+    tallest = heights.max()
+    for k, (name, params) in enumerate(fits.items()):
+        density = stats.gamma.pdf(x, *params)
+        ax.plot(x, density, color=f"C{k}", ls="-" if k == 0 else "--", label=name)
+        if k == 0:  # a fit that runs off to infinity at its lower end would flatten the rest
+            tallest = max(tallest, density.max())
+    for k, (name, value) in enumerate(thresholds.items()):
+        off = "" if value <= x[-1] else " (off the scale)"
+        label = f"threshold, {name}: {value:.4f}{off}"
+        ax.axvline(value, color=f"C{k}", ls=":", lw=2, label=label)
+    ax.set(xlim=(x[0], x[-1]), ylim=(0, 1.3 * tallest), xlabel=score_label, ylabel="density")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig, ax
+
+
+def threshold_misses(
+    spread: pd.DataFrame,
+    target_fpr: float,
+    n_used=None,
+    level: float = 0.9,
+    ax=None,
+    figsize=(8, 3.4),
+    title=None,
+):
+    """The false-positive rate of thresholds set from ``n`` normal clips, per rule. Chapter 6.
+
+    ``spread`` is :func:`aadlib.decisions.threshold_spread` output with a ``rule`` column:
+    each rule's median and central ``level`` range of the rate over the draws (the
+    ``level`` it was computed with), against ``n`` on a log scale, with the intended rate
+    and, when given, the ``n_used`` of the page.
+    """
+    fig, ax = _axes(ax, figsize)
+    for k, (rule, part) in enumerate(spread.groupby("rule", sort=False)):
+        color = _RULE_COLORS.get(rule, f"C{k + 3}")
+        ax.fill_between(part["n"], part["fpr_low"], part["fpr_high"], color=color, alpha=0.2)
+        label = f"{rule} rule (median, {level:.0%} of draws)"
+        ax.plot(part["n"], part["fpr_median"], color=color, marker="o", ms=3, label=label)
+    ax.axhline(target_fpr, color="k", lw=0.8, ls="--", label="intended FPR")
+    if n_used is not None:
+        label = f"clips per threshold here ({n_used})"
+        ax.axvline(n_used, color="0.5", lw=0.8, ls=":", label=label)
+    ax.set(xscale="log", xlabel="normal clips the threshold is fitted on")
+    ax.set(ylabel="FPR the threshold gives", title=title)
+    ax.legend(frameon=False, fontsize=8)
     return fig, ax
 
 

@@ -144,3 +144,72 @@ def test_an_explanation_figure_marks_hits_solid_and_misses_dashed():
     # Without a truth there is nothing to miss: every top position is a solid line.
     fig, (main, _, _) = plots.explanations(logmel, {"wrong": beside})
     assert {line.get_linestyle() for line in main.lines} == {"-"}
+
+
+def _normal_groups() -> dict:
+    rng = np.random.default_rng(3)
+    return {
+        name: pd.DataFrame(
+            {"machine_id": np.repeat([0, 2], 20), "score": rng.gamma(2.0, scale, size=40)}
+        )
+        for name, scale in (("training clips", 1.0), ("test clips", 1.5))
+    }
+
+
+def test_normal_scores_are_drawn_per_group_and_id_with_their_quantile():
+    groups = _normal_groups()
+    fig, ax = plots.normal_scores_by_id(groups, [0, 2], quantile=0.9)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ID 00", "ID 02"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(groups)
+    points = [c for c in ax.collections if c.get_offsets().shape[0] == 20]
+    assert len(points) == 4  # two groups x two IDs, every clip a point
+    bars = [c for c in ax.collections if not any(c is p for p in points)]
+    drawn = sorted(segment[0, 1] for bar in bars for segment in bar.get_segments())
+    expected = sorted(
+        g[g.machine_id == i].score.quantile(0.9) for g in groups.values() for i in (0, 2)
+    )
+    np.testing.assert_allclose(drawn, expected)
+    matplotlib.pyplot.close(fig)
+
+
+def test_threshold_rules_draw_the_fits_and_say_when_a_threshold_is_off_the_scale():
+    from scipy import stats
+
+    scores = _normal_groups()["training clips"].score
+    fits = {"lower end at 0": (2.0, 0.0, 1.0), "free": (0.5, 0.1, 3.0)}
+    thresholds = {"gamma": 3.5, "far": 1e3}
+    fig, ax = plots.threshold_rules(scores, thresholds, fits)
+    curves = [line for line in ax.get_lines() if line.get_label() in fits]
+    assert len(curves) == 2
+    for line, params in zip(curves, fits.values()):
+        x, y = line.get_data()
+        np.testing.assert_allclose(y, stats.gamma.pdf(x, *params))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "threshold, gamma: 3.5000" in labels
+    assert "threshold, far: 1000.0000 (off the scale)" in labels
+    # The free fit's pole at its lower end does not flatten the figure.
+    assert ax.get_ylim()[1] < 10
+    matplotlib.pyplot.close(fig)
+
+
+def test_threshold_misses_draw_each_rules_median_and_the_target():
+    spread = pd.DataFrame(
+        {
+            "rule": ["gamma"] * 3 + ["percentile"] * 3,
+            "n": [10, 100, 1000] * 2,
+            "fpr_median": [0.12, 0.105, 0.1, 0.13, 0.11, 0.1],
+            "fpr_low": [0.05, 0.08, 0.09, 0.03, 0.07, 0.09],
+            "fpr_high": [0.2, 0.13, 0.11, 0.25, 0.15, 0.11],
+        }
+    )
+    fig, ax = plots.threshold_misses(spread, 0.1, n_used=100)
+    medians = {line.get_label().split(" ")[0]: line for line in ax.get_lines()[:2]}
+    assert set(medians) == {"gamma", "percentile"}
+    for rule, line in medians.items():
+        np.testing.assert_allclose(line.get_ydata(), spread[spread.rule == rule].fpr_median)
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-2:] == [
+        "intended FPR",
+        "clips per threshold here (100)",
+    ]
+    matplotlib.pyplot.close(fig)
