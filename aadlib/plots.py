@@ -407,7 +407,9 @@ def averages_with_intervals(
     return fig, ax
 
 
-#: The threshold rules' colours in chapter 6's figures, as :func:`threshold_rules` draws them.
+#: The rules' colours in :func:`threshold_misses`, matching chapter 6's threshold figure,
+#: where :func:`threshold_rules` colours its thresholds in order (the gamma rule first, C0;
+#: the percentile rule third, C2).
 _RULE_COLORS = {"gamma": "C0", "percentile": "C2"}
 
 
@@ -463,8 +465,10 @@ def threshold_rules(
 
     ``fits`` maps a name to a gamma's ``(shape, loc, scale)``
     (:func:`aadlib.decisions.gamma_fit`); ``thresholds`` maps a rule's name to its
-    threshold. The axis spans the scores and 30 % of their range either side; a
-    threshold beyond it is marked "off the scale" in the legend.
+    threshold; both are coloured in order (C0, C1, ...). The axis spans the scores and
+    30 % of their range either side; a threshold beyond it is marked "off the scale" in
+    the legend. The height fits the histogram and the first fit only: a later one (a free
+    lower end) may rise without bound at its lower end.
     """
     fig, ax = _axes(ax, figsize)
     scores = np.asarray(scores, dtype=float)
@@ -478,7 +482,7 @@ def threshold_rules(
     for k, (name, params) in enumerate(fits.items()):
         density = stats.gamma.pdf(x, *params)
         ax.plot(x, density, color=f"C{k}", ls="-" if k == 0 else "--", label=name)
-        if k == 0:  # a fit that runs off to infinity at its lower end would flatten the rest
+        if k == 0:
             tallest = max(tallest, density.max())
     for k, (name, value) in enumerate(thresholds.items()):
         off = "" if value <= x[-1] else " (off the scale)"

@@ -318,7 +318,7 @@ def test_with_intervals_formats_value_and_bounds():
     )
     assert list(with_intervals(frame)) == ["78.3 [74.1,\u00a082.0]", "50.0 [41.2,\u00a060.0]"]
     # A narrow column may wrap a cell between the value and its interval only.
-    assert [text.split(" ") for text in with_intervals(frame)][0] == ["78.3", "[74.1,\u00a082.0]"]
+    assert with_intervals(frame)[0].split(" ") == ["78.3", "[74.1,\u00a082.0]"]
 
 
 def test_one_order_for_models_and_machine_types():
