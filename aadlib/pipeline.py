@@ -1124,7 +1124,10 @@ def export_shipped_run(profile: Profile, kind: str, provenance: dict, machine_ty
             "settings": _shipped_settings(profile, kind, machine_type),
             "bn_momentum": profile.bn_momentum,
             "seed": profile.seed,
-            "data": _data_identity(profile, machine_type),
+            "data": {
+                **_data_identity(profile, machine_type),
+                "levels_db": synth.clip_levels(profile.data_root / machine_type),
+            },
             "aadlib": __version__,
             "train_seconds": round(run["seconds"], 1),
             "epochs_run": run["epochs_run"],
@@ -1163,7 +1166,9 @@ def shipped_run(profile: Profile, kind: str, machine_type: str) -> dict:
 
     Raises :class:`ValueError` when it was made with other settings than the profile's,
     or on other clips than those in the profile's data folder (another generator version,
-    seed or difficulty table), saying what differs and how to make a new one.
+    seed or difficulty table), saying what differs and how to make a new one. Clips whose
+    digest differs only because a few samples rounded otherwise on another CPU (every
+    clip's level as recorded, :func:`aadlib.synth.clip_levels`) are the run's clips.
     """
     folder = _shipped_dir(profile, kind, machine_type)
     missing = [name for name in _SHIPPED_FILES if not (folder / name).is_file()]
@@ -1180,9 +1185,13 @@ def shipped_run(profile: Profile, kind: str, machine_type: str) -> dict:
         "seed": profile.seed,
         "data": _data_identity(profile, machine_type),
     }
-    differ = [key for key, value in wanted.items() if record.get(key) != value]
+    shipped = {**record, "data": dict(record.get("data") or {})}
+    levels = shipped["data"].pop("levels_db", None)
+    differ = [key for key, value in wanted.items() if shipped.get(key) != value]
+    if differ == ["data"] and _same_clips(profile, machine_type, shipped["data"], levels):
+        differ = []
     if differ:
-        detail = "; ".join(f"{k}: shipped {record.get(k)}, here {wanted[k]}" for k in differ)
+        detail = "; ".join(f"{k}: shipped {shipped.get(k)}, here {wanted[k]}" for k in differ)
         raise ValueError(
             f"the {kind} run shipped for {machine_type} (profile {profile.name!r}) was made "
             f"with other {', '.join(differ)} than this run uses ({detail}). Make one for these "
@@ -1190,6 +1199,19 @@ def shipped_run(profile: Profile, kind: str, machine_type: str) -> dict:
             f"profile.trained_here({kind!r})"
         )
     return record
+
+
+def _same_clips(profile: Profile, machine_type: str, shipped: dict, levels) -> bool:
+    """Whether the data folder holds the clips of a shipped run whose digest differs only
+    because some samples rounded otherwise on another CPU: same generator version and
+    seed, and every clip's level within :data:`aadlib.synth.SAME_LEVEL_DB` of the run's."""
+    here = _data_identity(profile, machine_type)
+    if not levels or any(shipped.get(k) != here[k] for k in ("generator_version", "seed")):
+        return False
+    measured = synth.clip_levels(profile.data_root / machine_type)
+    return measured.keys() == levels.keys() and all(
+        abs(measured[clip] - level) <= synth.SAME_LEVEL_DB for clip, level in levels.items()
+    )
 
 
 def _shipped_table(profile: Profile, path, clips: list, every: bool) -> pd.DataFrame:

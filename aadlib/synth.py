@@ -81,6 +81,8 @@ __all__ = [
     "recorded_recipe",
     "recorded_seeds",
     "clips_digest",
+    "SAME_LEVEL_DB",
+    "clip_levels",
     "id_predictions",
     "id_classification_accuracy",
     "id_classification_table",
@@ -882,6 +884,31 @@ def clips_digest(type_dir: str | Path) -> str | None:
         recorded = manifest.files[rel].get("xxh3") or _digest(type_dir / rel)
         digest.update(f"{rel} {recorded}\n".encode())
     return digest.hexdigest()[:24]
+
+
+#: How far a clip's level may move and the clip still count as the one recorded. The
+#: generator computes in float32, whose last bits depend on the CPU's vector instructions:
+#: on another processor a few dozen samples of a clip round to the neighbouring 16-bit
+#: value, which moves its level by about 1e-6 dB; a clip generated otherwise (another
+#: seed, recipe or version) differs by far more.
+SAME_LEVEL_DB = 1e-3
+
+
+def clip_levels(type_dir: str | Path) -> dict[str, float]:
+    """The level of every clip the generator wrote into a type folder.
+
+    Each clip's RMS in dB relative to full scale (4 decimals), by its path relative to
+    ``type_dir``, in path order. Where :func:`clips_digest` differs because a few samples
+    rounded otherwise on another CPU, the levels still agree within
+    :data:`SAME_LEVEL_DB`; :func:`aadlib.pipeline.shipped_run` checks them then.
+    """
+    type_dir = Path(type_dir)
+    manifest = _Manifest.load(type_dir)
+    levels = {}
+    for rel in sorted(rel for rel in manifest.files if rel.endswith(".wav")):
+        samples, _ = sf.read(type_dir / rel, dtype="float64")
+        levels[rel] = round(float(10 * np.log10(np.mean(samples**2) + 1e-20)), 4)
+    return levels
 
 
 def recorded_seeds(

@@ -31,6 +31,8 @@ def test_the_quick_profiles_shipped_runs_match_its_settings_and_clips(machine_ty
     assert record["settings"] == settings
     assert record["bn_momentum"] == QUICK.bn_momentum and record["seed"] == QUICK.seed
     assert record["data"]["generator_version"] == synth.SYNTH_VERSION
+    every_clip = sorted(k.relpath for k in synth.clip_plan(machine_type, "quick"))
+    assert sorted(record["data"]["levels_db"]) == every_clip  # to recognise them elsewhere
     with (folder / "scores.csv").open() as handle:
         scores = pd.read_csv(handle)
     planned = [k for k in synth.clip_plan(machine_type, "quick") if k.split == "test"]
@@ -142,10 +144,24 @@ def test_a_shipped_run_of_other_settings_or_clips_is_refused(reads_shipped, tmp_
     monkeypatch.setattr(pipeline, "_shipped_root", lambda: copy)
     run_file = copy / "tiny" / "cnn" / "valve" / "run.json"
     record = json.loads(run_file.read_text())
+    levels = record["data"]["levels_db"]
+    # Another digest with every clip's level as recorded: the same clips, a few samples
+    # rounded otherwise on another CPU.
     record["data"]["clips"] = "0" * 24
+    run_file.write_text(json.dumps(record))
+    assert pipeline.shipped_run(reader, "cnn", "valve")["data"]["clips"] == "0" * 24
+    # One clip's level off by more than rounding: other clips.
+    first = next(iter(levels))
+    record["data"]["levels_db"] = {**levels, first: levels[first] + 10 * synth.SAME_LEVEL_DB}
     run_file.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="other data"):
         pipeline.shipped_run(reader, "cnn", "valve")
+    # A record without levels (made before they were kept) needs the exact digest.
+    del record["data"]["levels_db"]
+    run_file.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="other data"):
+        pipeline.shipped_run(reader, "cnn", "valve")
+    record["data"]["levels_db"] = levels
     # A scores file that lists other clips than the data folder's test clips.
     record["data"]["clips"] = json.loads((root / "tiny/cnn/valve/run.json").read_text())["data"][
         "clips"

@@ -139,6 +139,23 @@ def test_same_seed_same_bytes_whatever_else_is_generated(tiny_root, tmp_path):
     pd.testing.assert_frame_equal(small.set_index("file"), large.loc[small.file])
 
 
+def test_clip_levels_barely_move_when_a_few_samples_round_otherwise(tiny_root, tmp_path):
+    # Another CPU's float32 arithmetic rounds a few dozen samples of a clip one step
+    # otherwise: the digest changes, the clip's level by far less than SAME_LEVEL_DB.
+    copy = tmp_path / "valve"
+    shutil.copytree(tiny_root / "valve", copy)
+    levels = synth.clip_levels(tiny_root / "valve")
+    assert list(levels) == sorted(levels) and all(rel.endswith(".wav") for rel in levels)
+    clip = next(iter(levels))
+    samples, _ = sf.read(copy / clip, dtype="int16")
+    by_hand = 10 * np.log10(np.mean((samples / 32768.0) ** 2))
+    assert levels[clip] == pytest.approx(by_hand, abs=1e-4)
+    nudged = samples.astype(np.int32)
+    nudged[::3000] += 1
+    sf.write(copy / clip, np.clip(nudged, -32768, 32767).astype(np.int16), 16000, "PCM_16")
+    assert abs(synth.clip_levels(copy)[clip] - levels[clip]) <= synth.SAME_LEVEL_DB / 10
+
+
 def test_worker_processes_start_only_for_enough_clips(tmp_path, monkeypatch):
     # Whether workers start is seen where the private pool is made: the clips are the same.
     pools = []
