@@ -66,6 +66,7 @@ __all__ = [
     "cost_threshold",
     "cost_slope",
     "cost_references",
+    "cost_table",
     "fit_thresholds",
     "decide",
     "decision_table",
@@ -610,6 +611,62 @@ def cost_references(
         {"decision": HINDSIGHT, **best.to_dict()},
     ]
     return pd.DataFrame(rows)
+
+
+def cost_table(
+    normal_scores,
+    y_true,
+    scores,
+    *,
+    cost_misses,
+    cost_false_alarm: float,
+    prior: float,
+    seconds_between_checks: float = SECONDS_BETWEEN_CHECKS,
+) -> pd.DataFrame:
+    """The least-cost threshold for each cost of a miss, and what it costs a day. Chapter 6.
+
+    For each of ``cost_misses``, :func:`cost_threshold` takes the FPR from the gamma
+    fitted to ``normal_scores`` and the TPR from the anomalous clips among the labelled
+    ``y_true`` and ``scores``. Beside it, per day of checks every
+    ``seconds_between_checks``: the false alarms by the gamma fit, the expected cost, the
+    cost counted on the labelled clips at that threshold (:func:`expected_cost` of their
+    :func:`confusion`), and :func:`cost_references`' cost of flagging every clip and least
+    cost in hindsight on the same clips.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``cost_miss``: ``threshold``, ``fpr_gamma``, ``tpr``,
+        ``false_alarms_per_day``, ``cost_per_day``, ``cost_per_day_on_clips``,
+        ``flag_all_cost_per_day``, ``hindsight_cost_per_day`` and ``hindsight_fpr``.
+    """
+    y = _anomalous(y_true)
+    scores = _scores(scores, "scores")
+    if len(y) != len(scores):
+        raise ValueError(f"{len(y)} labels but {len(scores)} scores")
+    checks = float(false_alarms_per_day(1.0, seconds_between_checks))
+    rows = []
+    for cost_miss in cost_misses:
+        costs = dict(cost_false_alarm=cost_false_alarm, cost_miss=cost_miss, prior=prior)
+        pick = cost_threshold(normal_scores, scores[y], **costs)
+        counted = confusion(y, scores, pick.threshold)
+        lines = cost_references(y, scores, **costs).set_index("decision")
+        rows.append(
+            {
+                "cost_miss": cost_miss,
+                "threshold": pick.threshold,
+                "fpr_gamma": pick.fpr,
+                "tpr": pick.tpr,
+                "false_alarms_per_day": pick.fpr * checks,
+                "cost_per_day": pick.cost * checks,
+                "cost_per_day_on_clips": checks
+                * float(expected_cost(counted.fpr, counted.tpr, **costs)),
+                "flag_all_cost_per_day": lines.loc[FLAG_ALL, "cost"] * checks,
+                "hindsight_cost_per_day": lines.loc[HINDSIGHT, "cost"] * checks,
+                "hindsight_fpr": lines.loc[HINDSIGHT, "fpr"],
+            }
+        )
+    return pd.DataFrame(rows).set_index("cost_miss")
 
 
 # --------------------------------------------------------------------------------------

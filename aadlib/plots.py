@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from itertools import cycle
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,6 +33,8 @@ __all__ = [
     "waveform",
     "spectrogram",
     "windows_on_spectrogram",
+    "normalisation",
+    "mel_profile",
     "loss_curves",
     "id_learning_curves",
     "score_histogram",
@@ -41,6 +44,10 @@ __all__ = [
     "normal_scores_by_id",
     "threshold_rules",
     "threshold_misses",
+    "f1_by_id",
+    "false_alarms_against_fpr",
+    "cost_against_threshold",
+    "ensemble_gains",
     "reconstruction",
     "hourglass",
     "error_over_time",
@@ -187,6 +194,44 @@ def spectrogram(
     ax.set(xlabel="time (s)", ylabel="mel bin", title=title)
     if colorbar:
         fig.colorbar(image, ax=ax, label=unit, pad=0.01)
+    return fig, ax
+
+
+def normalisation(mean, std, logmel, normalised, axes=None, figsize=(12, 3)):
+    """What z-normalisation per mel bin does to a clip. Chapter 2.
+
+    Three panels: the training set's ``mean`` and ``std`` per mel bin (dB), and the
+    values of one clip's ``logmel`` before and after (``normalised``) as histograms.
+    Returns ``(fig, axes)``.
+    """
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=figsize, layout="constrained")
+    fig = axes[0].figure
+    axes[0].plot(mean)
+    axes[0].set(title="mean per mel bin", xlabel="mel bin", ylabel="dB")
+    axes[1].plot(std)
+    axes[1].set(title="standard deviation per mel bin", xlabel="mel bin", ylabel="dB")
+    for values, label in ((logmel, "raw (dB)"), (normalised, "z-normalised")):
+        axes[2].hist(np.ravel(values), bins=60, alpha=0.6, density=True, label=label)
+    axes[2].set(title="values of one clip", xlabel="value")
+    axes[2].legend(frameon=False)
+    return fig, axes
+
+
+def mel_profile(frames, real: pd.DataFrame, ax=None, figsize=(4, 2.8), title=None):
+    """A data set's mean log-mel spectrum beside the real recordings' one. Chapter 2.
+
+    ``frames`` are one machine type's log-mel frames ``(n_frames, n_mels)``; ``real`` is
+    that type's rows of :func:`aadlib.published.real_logmel_stats`: its mean per mel bin
+    is the black line, inside a grey band of one standard deviation either side.
+    """
+    fig, ax = _axes(ax, figsize)
+    band = (real["mean_db"] - real["std_db"], real["mean_db"] + real["std_db"])
+    ax.fill_between(real["mel_bin"], *band, color="0.85", label="real ± std")
+    ax.plot(real["mel_bin"], real["mean_db"], color="k", lw=1.2, label="real mean")
+    mean = np.asarray(frames).mean(axis=0)
+    ax.plot(mean, color="C1", lw=1.2, label="this data set's mean")
+    ax.set(title=title, xlabel="mel bin", ylabel="dB")
     return fig, ax
 
 
@@ -523,6 +568,109 @@ def threshold_misses(
     ax.set(xscale="log", xlabel="normal clips the threshold is fitted on")
     ax.set(ylabel="FPR the threshold gives", title=title)
     ax.legend(frameon=False, fontsize=8)
+    return fig, ax
+
+
+def f1_by_id(f1: pd.DataFrame, floor, bound=None, ax=None, figsize=(9, 3.4), title=None):
+    """F1 per machine ID of thresholds from several sources. Chapter 6.
+
+    ``f1`` has a row per machine ID and a column per source of the threshold, coloured
+    C3, C0, ... in order; the column named ``bound`` (an upper bound, such as the best
+    threshold in hindsight) is grey and hatched. ``floor`` gives each ID's F1 of flagging
+    every clip, drawn as a dashed line across the ID's bars.
+    """
+    fig, ax = _axes(ax, figsize)
+    sources = [c for c in f1.columns if c != bound]
+    colours = dict(zip(sources, cycle(("C3", "C0", "C2", "C1"))))
+    if bound is not None:
+        colours[bound] = "0.75"
+    ids = f1.rename(index=lambda i: f"ID {int(i):02d}")
+    ids.plot.bar(ax=ax, rot=0, color=[colours[c] for c in f1.columns], width=0.8)
+    if bound is not None:
+        for bar in ax.containers[list(f1.columns).index(bound)]:
+            bar.set_hatch("//")
+    for i, floor_f1 in enumerate(np.asarray(floor, dtype=float)):
+        label = "flag every clip" if i == 0 else None
+        ax.hlines(floor_f1, i - 0.45, i + 0.45, color="k", ls="--", lw=1, label=label)
+    ax.set(xlabel="", ylabel="F1 on the test clips", ylim=(0, 1.2), title=title)
+    ax.set_yticks(np.arange(0, 1.01, 0.2))
+    ax.legend(frameon=False, fontsize=8, loc="upper center", ncols=2)
+    return fig, ax
+
+
+def false_alarms_against_fpr(
+    fpr,
+    alarms_per_day,
+    marks: Mapping[str, tuple[float, float]],
+    ax=None,
+    figsize=(8, 3.4),
+    title=None,
+):
+    """False alarms a day against the false-positive rate per check, on log axes. Chapter 6.
+
+    ``fpr`` and ``alarms_per_day`` draw the line (:func:`aadlib.decisions.false_alarms_per_day`);
+    ``marks`` maps a name to an ``(fpr, alarms a day)`` point, coloured C0, C3, C2, C1 in
+    order. A rate of zero has no place on a log axis and is left out.
+    """
+    fig, ax = _axes(ax, figsize)
+    ax.loglog(fpr, alarms_per_day, color="k", lw=1)
+    for (name, (rate, per_day)), colour in zip(marks.items(), cycle(("C0", "C3", "C2", "C1"))):
+        if rate > 0:
+            label = f"{name}: FPR {rate:.2g}, {per_day:.3g} a day"
+            ax.plot(rate, per_day, "o", color=colour, label=label)
+    ax.set(xlabel="false-positive rate per check", ylabel="false alarms per day", title=title)
+    ax.legend(frameon=False, fontsize=8)
+    return fig, ax
+
+
+def cost_against_threshold(
+    curve: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    checks: float = 1.0,
+    right=None,
+    ax=None,
+    figsize=(8, 3.4),
+    title=None,
+    ylabel="expected cost per check (units)",
+):
+    """The expected cost of :func:`aadlib.decisions.cost_curve` against the threshold. Chapter 6.
+
+    The cost per check is multiplied by ``checks`` (the checks a day give the cost a day).
+    ``thresholds`` maps a name to a threshold, drawn as a vertical line (C0 dotted, then
+    C3 dashed, ...). The axis starts at the lowest threshold drawn and ends at ``right``
+    (the curve's highest threshold when not given) or at the highest threshold named,
+    whichever is higher, so that no named threshold is cut off.
+    """
+    fig, ax = _axes(ax, figsize)
+    ax.plot(curve["threshold"], curve["cost"] * checks, marker=".", ms=4, color="k", lw=0.8)
+    styles = [("C0", ":", 2.0), ("C3", "--", 1.5), ("C2", "-.", 1.5), ("C1", "--", 1.0)]
+    for (name, value), (colour, line, width) in zip(thresholds.items(), cycle(styles)):
+        ax.axvline(value, color=colour, ls=line, lw=width, label=f"{name}: {value:.4f}")
+    right = max(curve["threshold"].max() if right is None else right, *thresholds.values())
+    left = min(curve["threshold"].min(), *thresholds.values())
+    ax.set(xlim=(left - 0.05 * (right - left), right), xlabel="threshold", ylabel=ylabel)
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    return fig, ax
+
+
+def ensemble_gains(gains: pd.DataFrame, split=None, ax=None, figsize=(7, 4), title=None):
+    """What averaging two detectors gains against how far apart they are. Chapter 7.
+
+    ``gains`` is :func:`aadlib.detectors.ensemble_gains` output: a point per ensemble and
+    machine type, the members' ``gap`` against the ensemble's ``gain`` over its better
+    member. Points whose gap is at most ``split`` (the median gap when not given) take
+    the first colour, the others the second.
+    """
+    fig, ax = _axes(ax, figsize)
+    split = gains["gap"].median() if split is None else split
+    close, far = gains[gains["gap"] <= split], gains[gains["gap"] > split]
+    ax.scatter(close["gap"], close["gain"], s=14, label=f"members within {split:.1f} points")
+    ax.scatter(far["gap"], far["gain"], s=14, label="members further apart")
+    ax.axhline(0, color="grey", lw=1)
+    ax.set(xlabel="AUC gap between the two members (points)", title=title)
+    ax.set_ylabel("ensemble AUC minus the better member's (points)")
+    ax.legend(frameon=False, fontsize="small")
     return fig, ax
 
 

@@ -445,7 +445,7 @@ def results_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def table2_layout(per_id: pd.DataFrame, *, intervals: bool | None = None) -> pd.DataFrame:
-    """Pivot per-model results into the paper's Table 2 shape. Chapters 4, 5.
+    """Pivot per-model results into the paper's Table 2 shape. Chapters 4, 5, 7.
 
     Rows are (machine type, machine ID or ``average``); columns are
     (model, ``AUC``/``pAUC``), in percent. With ``intervals`` (the default when

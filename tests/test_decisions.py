@@ -280,6 +280,35 @@ def test_cost_references_bracket_every_threshold_on_the_same_clips():
     assert decisions.expected_cost(0.1, 0.8, **costs) == pytest.approx(0.95 * 0.1 + 1.5 * 0.2)
 
 
+def test_cost_table_counts_each_cost_of_a_miss_by_hand():
+    clips = labelled_scores()
+    clips = clips[clips.machine_id == 0]
+    normal_reference = gamma_sample(40, seed=3)
+    costs = dict(cost_false_alarm=2.0, prior=0.05)
+    table = decisions.cost_table(
+        normal_reference, clips.label, clips.score, cost_misses=(5.0, 50.0, 500.0), **costs
+    )
+    assert list(table.index) == [5.0, 50.0, 500.0]
+    checks = 24 * 60 * 60 / 10
+    anomalous = clips.label.eq("anomaly").to_numpy()
+    for cost_miss, row in table.iterrows():
+        flagged = clips.score.to_numpy() > row.threshold
+        fpr, tpr = flagged[~anomalous].mean(), flagged[anomalous].mean()
+        assert row.tpr == pytest.approx(tpr)
+        assert row.false_alarms_per_day == pytest.approx(row.fpr_gamma * checks)
+        on_clips = (2.0 * 0.95 * fpr + cost_miss * 0.05 * (1 - tpr)) * checks
+        assert row.cost_per_day_on_clips == pytest.approx(on_clips)
+        assert row.flag_all_cost_per_day == pytest.approx(2.0 * 0.95 * checks)
+        # Hindsight picks the best threshold on these very clips: nothing undercuts it there.
+        assert row.hindsight_cost_per_day <= row.cost_per_day_on_clips + 1e-9
+    # The dearer a miss, the lower (or no higher) the least-cost threshold.
+    assert table.threshold.is_monotonic_decreasing
+    with pytest.raises(ValueError, match="labels but"):
+        decisions.cost_table(
+            normal_reference, clips.label[:5], clips.score, cost_misses=(5.0,), **costs
+        )
+
+
 def test_false_alarms_per_day_of_a_machine_checked_every_ten_seconds():
     assert decisions.false_alarms_per_day(0.1) == pytest.approx(864.0)  # 8640 checks a day
     assert decisions.false_alarms_per_day(0.01, seconds_between_checks=60) == pytest.approx(14.4)

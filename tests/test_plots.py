@@ -213,3 +213,84 @@ def test_threshold_misses_draw_each_rules_median_and_the_target():
         "clips per threshold here (100)",
     ]
     matplotlib.pyplot.close(fig)
+
+
+def test_f1_by_id_draws_each_sources_bars_the_bound_hatched_and_the_floor_per_id():
+    f1 = pd.DataFrame(
+        {"training": [0.5, 0.6], "held out": [0.55, 0.7], "hindsight": [0.8, 0.9]}, index=[0, 4]
+    )
+    fig, ax = plots.f1_by_id(f1, floor=[0.4, 0.45], bound="hindsight")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ID 00", "ID 04"]
+    for container, column in zip(ax.containers, f1.columns):
+        np.testing.assert_allclose([bar.get_height() for bar in container], f1[column])
+        assert all(bool(bar.get_hatch()) == (column == "hindsight") for bar in container)
+    floors = [c for c in ax.collections if c.get_label() == "flag every clip"]
+    drawn = [segment[0, 1] for bar in ax.collections for segment in bar.get_segments()]
+    assert len(floors) == 1 and drawn == [0.4, 0.45]
+    matplotlib.pyplot.close(fig)
+
+
+def test_false_alarms_against_fpr_marks_each_rate_and_leaves_out_a_zero_rate():
+    fpr = np.logspace(-4, 0, 5)
+    marks = {"target": (0.1, 864.0), "none flagged": (0.0, 0.0), "one a day": (1 / 8640, 1.0)}
+    fig, ax = plots.false_alarms_against_fpr(fpr, fpr * 8640, marks)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "target: FPR 0.1, 864 a day",
+        "one a day: FPR 0.00012, 1 a day",
+    ]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), fpr * 8640)
+    matplotlib.pyplot.close(fig)
+
+
+def test_cost_against_threshold_scales_the_cost_and_frames_the_thresholds():
+    curve = pd.DataFrame({"threshold": [1.0, 2.0, 3.0, 9.0], "cost": [0.5, 0.2, 0.3, 0.6]})
+    thresholds = {"gamma rule": 2.5, "least cost": 2.0}
+    fig, ax = plots.cost_against_threshold(curve, thresholds, checks=10.0, right=4.0)
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), curve.cost * 10)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "gamma rule: 2.5000",
+        "least cost: 2.0000",
+    ]
+    assert ax.get_xlim() == pytest.approx((1.0 - 0.05 * 3.0, 4.0))
+    matplotlib.pyplot.close(fig)
+    fig, ax = plots.cost_against_threshold(curve, {"far": 12.0})
+    assert ax.get_xlim()[1] == pytest.approx(12.0)  # a named threshold is never cut off
+    matplotlib.pyplot.close(fig)
+
+
+def test_ensemble_gains_split_the_points_at_the_median_gap():
+    gains = pd.DataFrame({"gap": [0.5, 1.0, 4.0, 8.0], "gain": [1.0, 0.5, -1.0, -3.0]})
+    fig, ax = plots.ensemble_gains(gains)
+    close, far = ax.collections
+    np.testing.assert_allclose(close.get_offsets(), [[0.5, 1.0], [1.0, 0.5]])
+    np.testing.assert_allclose(far.get_offsets(), [[4.0, -1.0], [8.0, -3.0]])
+    assert close.get_label() == "members within 2.5 points"
+    matplotlib.pyplot.close(fig)
+
+
+def test_normalisation_draws_the_scalers_statistics_and_the_clip_before_and_after():
+    mean, std = np.linspace(-60, -20, 8), np.linspace(1, 4, 8)
+    logmel = np.random.default_rng(0).normal(mean, std, size=(50, 8))
+    normalised = (logmel - mean) / std
+    fig, axes = plots.normalisation(mean, std, logmel, normalised)
+    np.testing.assert_allclose(axes[0].get_lines()[0].get_ydata(), mean)
+    np.testing.assert_allclose(axes[1].get_lines()[0].get_ydata(), std)
+    for bars, values in zip(axes[2].containers, (logmel, normalised)):  # each spans its values
+        assert bars[0].get_x() == pytest.approx(values.min())
+        assert bars[-1].get_x() + bars[-1].get_width() == pytest.approx(values.max())
+    matplotlib.pyplot.close(fig)
+
+
+def test_mel_profile_draws_the_real_band_and_both_means():
+    real = pd.DataFrame(
+        {"mel_bin": np.arange(4), "mean_db": [-50.0, -40, -45, -60], "std_db": [2.0, 3, 1, 4]}
+    )
+    frames = np.array([[-52.0, -41, -44, -58], [-48.0, -39, -46, -62]])
+    fig, ax = plots.mel_profile(frames, real, title="fan")
+    real_mean, ours = ax.get_lines()
+    np.testing.assert_allclose(real_mean.get_ydata(), real.mean_db)
+    np.testing.assert_allclose(ours.get_ydata(), frames.mean(axis=0))
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(-64.0) and band.max() == pytest.approx(-37.0)
+    matplotlib.pyplot.close(fig)
