@@ -30,6 +30,7 @@ __all__ = [
     "model_color",
     "legend_below",
     "audio_player",
+    "clips_per_id",
     "waveform",
     "spectrogram",
     "windows_on_spectrogram",
@@ -115,6 +116,23 @@ def audio_player(samples, title: str, listen_for: str, rate: int = SAMPLE_RATE):
         f'<span class="aad-audio-listen">{escape(str(listen_for))}</span></figcaption>'
     )
     return HTML(f'<figure class="aad-audio">{caption}{player}</figure>')
+
+
+def clips_per_id(counts: pd.DataFrame, ax=None, figsize=(9, 3.2), title=None):
+    """Clips per machine ID, normal and anomalous stacked. Chapter 1.
+
+    ``counts`` has a row per (machine type, machine ID) and a column per label
+    (``normal``, ``anomaly``) holding numbers of clips; each label takes its colour of
+    :data:`LABEL_COLORS`.
+    """
+    fig, ax = _axes(ax, figsize)
+    colours = [LABEL_COLORS[label] for label in counts.columns]
+    counts.plot.bar(stacked=True, ax=ax, color=colours, width=0.8)
+    ax.set_xticks(range(len(counts)), [f"{kind} {int(i):02d}" for kind, i in counts.index])
+    ax.set(xlabel="machine type, ID", ylabel="clips", title=title)
+    ax.legend(title="label", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.tick_params(axis="x", labelsize=8)
+    return fig, ax
 
 
 def _sharp_inline_figures() -> None:

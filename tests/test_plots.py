@@ -294,3 +294,18 @@ def test_mel_profile_draws_the_real_band_and_both_means():
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() == pytest.approx(-64.0) and band.max() == pytest.approx(-37.0)
     matplotlib.pyplot.close(fig)
+
+
+def test_clips_per_id_stacks_each_labels_count_in_its_colour():
+    counts = pd.DataFrame(
+        {"normal": [10, 12], "anomaly": [3, 5]},
+        index=pd.MultiIndex.from_tuples([("fan", 0), ("fan", 2)]),
+    )
+    fig, ax = plots.clips_per_id(counts)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["fan 00", "fan 02"]
+    normal, anomaly = ax.containers
+    assert [bar.get_height() for bar in normal] == [10, 12]
+    assert [bar.get_y() for bar in anomaly] == [10, 12]  # stacked on the normal clips
+    assert [bar.get_height() for bar in anomaly] == [3, 5]
+    assert matplotlib.colors.to_hex(anomaly[0].get_facecolor()) == plots.LABEL_COLORS["anomaly"]
+    matplotlib.pyplot.close(fig)
