@@ -889,8 +889,8 @@ def clips_digest(type_dir: str | Path) -> str | None:
 #: How far a clip's level may move and the clip still count as the one recorded. The
 #: generator computes in float32, whose last bits depend on the CPU's vector instructions:
 #: on another processor a few dozen samples of a clip round to the neighbouring 16-bit
-#: value, which moves its level by about 1e-6 dB; a clip generated otherwise (another
-#: seed, recipe or version) differs by far more.
+#: value, which moves its level by far less than 0.0001 dB; the clips of another seed
+#: differ by 0.0024 dB at the closest and 1.9 dB at the median (quick ToyConveyor).
 SAME_LEVEL_DB = 1e-3
 
 
