@@ -1188,7 +1188,8 @@ def shipped_run(profile: Profile, kind: str, machine_type: str) -> dict:
     shipped = {**record, "data": dict(record.get("data") or {})}
     levels = shipped["data"].pop("levels_db", None)
     differ = [key for key, value in wanted.items() if shipped.get(key) != value]
-    if differ == ["data"] and _same_clips(profile, machine_type, shipped["data"], levels):
+    type_dir = profile.data_root / machine_type
+    if differ == ["data"] and _same_clips(type_dir, shipped["data"], wanted["data"], levels):
         differ = []
     if differ:
         detail = "; ".join(f"{k}: shipped {shipped.get(k)}, here {wanted[k]}" for k in differ)
@@ -1201,14 +1202,14 @@ def shipped_run(profile: Profile, kind: str, machine_type: str) -> dict:
     return record
 
 
-def _same_clips(profile: Profile, machine_type: str, shipped: dict, levels) -> bool:
-    """Whether the data folder holds the clips of a shipped run whose digest differs only
-    because some samples rounded otherwise on another CPU: same generator version and
-    seed, and every clip's level within :data:`aadlib.synth.SAME_LEVEL_DB` of the run's."""
-    here = _data_identity(profile, machine_type)
+def _same_clips(type_dir: Path, shipped: dict, here: dict, levels) -> bool:
+    """Whether ``type_dir`` holds the clips of a shipped run whose digest differs only
+    because some samples rounded otherwise on another CPU: the same generator version and
+    seed (``shipped`` against ``here``, :func:`_data_identity`), and every clip's level
+    within :data:`aadlib.synth.SAME_LEVEL_DB` of the run's."""
     if not levels or any(shipped.get(k) != here[k] for k in ("generator_version", "seed")):
         return False
-    measured = synth.clip_levels(profile.data_root / machine_type)
+    measured = synth.clip_levels(type_dir)
     return measured.keys() == levels.keys() and all(
         abs(measured[clip] - level) <= synth.SAME_LEVEL_DB for clip, level in levels.items()
     )

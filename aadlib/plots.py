@@ -167,6 +167,11 @@ def legend_below(ax, ncols: int = 1, offset: float = 0.14):
     )
 
 
+def _id_label(machine_id) -> str:
+    """A machine ID as the figures name it: "ID 02"."""
+    return f"ID {int(machine_id):02d}"
+
+
 def _axes(ax, figsize):
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize, layout="constrained")
@@ -375,7 +380,7 @@ def roc_curves(scores: pd.DataFrame, ax=None, figsize=(4.5, 4.2), max_fpr=MAX_FP
     for machine_id, group in scores.groupby("machine_id"):
         y = (group["label"] == "anomaly").to_numpy()
         fpr, tpr, _ = roc_curve(y, group["score"])
-        ax.plot(fpr, tpr, lw=1.5, label=f"ID {int(machine_id):02d}")
+        ax.plot(fpr, tpr, lw=1.5, label=_id_label(machine_id))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
     ax.set_title(title)
@@ -506,7 +511,7 @@ def normal_scores_by_id(
             if len(values):
                 bar = (centre - 0.4 * width, centre + 0.4 * width)
                 ax.hlines(values.quantile(quantile), *bar, color=f"C{k}", lw=2.5)
-    ax.set_xticks(range(len(ids)), [f"ID {int(i):02d}" for i in ids])
+    ax.set_xticks(range(len(ids)), [_id_label(i) for i in ids])
     ax.set(ylabel=score_label, title=title)
     bottom, top = ax.get_ylim()
     ax.set_ylim(bottom, top + 0.15 * (top - bottom))  # room for the legend above the clips
@@ -602,7 +607,7 @@ def f1_by_id(f1: pd.DataFrame, floor, bound=None, ax=None, figsize=(9, 3.4), tit
     colours = dict(zip(sources, cycle(("C3", "C0", "C2", "C1"))))
     if bound is not None:
         colours[bound] = "0.75"
-    ids = f1.rename(index=lambda i: f"ID {int(i):02d}")
+    ids = f1.rename(index=_id_label)
     ids.plot.bar(ax=ax, rot=0, color=[colours[c] for c in f1.columns], width=0.8)
     if bound is not None:
         for bar in ax.containers[list(f1.columns).index(bound)]:
