@@ -4,7 +4,7 @@ Every chapter's prose quotes computed values through myst-nb's ``glue`` (:func:`
 Where a value is a phrase rather than a number (a count, a list, a verdict), the phrase
 is built here, once, so that it reads naturally on every profile: "1 model" and
 "2 models", "none of the 8 rows" rather than "0 of the 8 rows", "a and b" rather than
-"a, b". Chapters 1 to 9 call these functions; the tests cover the edge cases (0, 1, all).
+"a, b". Chapters 1 to 10 call these functions; the tests cover the edge cases (0, 1, all).
 """
 
 from __future__ import annotations
@@ -45,6 +45,15 @@ __all__ = [
     "DETECTOR_TITLES",
     "title",
     "best_single_sentence",
+    "fpr_side",
+    "trap_at_work",
+    "trap_verdict",
+    "held_out_source",
+    "shift_sentence",
+    "trade_off_sentence",
+    "f1_floor_sentence",
+    "strict_threshold_check",
+    "cost_extremes_sentence",
 ]
 
 #: What glued text must not contain: markup that the page would show literally (glued
@@ -476,3 +485,244 @@ def best_single_sentence(mean_auc, best: str, against: str = "dense", shown=None
     if best == against:
         return said + ")."
     return said + f", against {mean(against)} for the {title(against)})."
+
+
+# Chapter 6: where a threshold's false-positive rate lands, and what the costs choose.
+
+
+def fpr_side(line, target: float) -> str:
+    """Where a measured FPR's 95 % interval lies beside the intended ``target``. Chapter 6.
+
+    ``line`` holds ``fpr_low`` and ``fpr_high`` (a row of
+    :func:`aadlib.decisions.summarize_decisions`). ``"above"``: the threshold flags more
+    normal clips than intended, beyond what the test set can measure; ``"below"``: fewer;
+    ``"within"``: the test set cannot tell.
+    """
+    return side_of_zero(line["fpr_low"] - target, line["fpr_high"] - target)
+
+
+def trap_at_work(learned, held, target: float) -> bool:
+    """Whether the threshold from learned clips flags too many, and more than the held-out one.
+
+    Chapter 6: the trap of fitting a threshold on clips the model learned from. ``learned``
+    and ``held`` are rows as for :func:`fpr_side`, with ``fpr``.
+    """
+    return fpr_side(learned, target) == "above" and learned["fpr"] > held["fpr"]
+
+
+_HELD_SIDE = {
+    "within": "within its interval: the threshold lands as close to its target as the test "
+    "set can tell",
+    "above": "below its interval: the threshold flags more normal clips than intended",
+    "below": "above its interval: the threshold flags fewer normal clips than intended",
+}
+
+
+def trap_verdict(
+    learned, held, target: float, held_name: str, validation=None, n_validation: int = 0
+) -> str:
+    """What the thresholds from learned and from held-out clips do to the FPR. Chapter 6.
+
+    Rows as for :func:`trap_at_work`; ``held_name`` names the held-out clips. Where the
+    held-out clips are not the validation clips, ``validation`` (its row, or ``None``
+    where they gave no threshold) and ``n_validation`` (their number) add a sentence on
+    the few clips that training held out.
+    """
+    if trap_at_work(learned, held, target):
+        text = (
+            "The threshold from the learned clips flags more of the test's normal clips than "
+            "intended, beyond what the test set can measure: the intended rate lies below its "
+            "interval. That is the trap at work."
+        )
+    elif fpr_side(learned, target) == "below":
+        text = (
+            "The threshold from the learned clips flags fewer of the test's normal clips than "
+            "intended: the intended rate lies above its interval."
+        )
+    else:
+        text = (
+            "The intended rate lies within the interval of the threshold from the learned "
+            "clips: the test set cannot tell it from a threshold that keeps its promise."
+        )
+    text += (
+        f" For the threshold from the {held_name}, the intended rate lies "
+        f"{_HELD_SIDE[fpr_side(held, target)]}."
+    )
+    if validation is None:
+        return text
+    few = (
+        f"The {plural(n_validation, 'validation clip')} that training held out carry no bias either"
+    )
+    if fpr_side(validation, target) == "within":
+        return text + (
+            f" {few}, and their threshold lands within the test's uncertainty of the target "
+            "here; from so few clips that is luck as much as design, as the next sections "
+            "measure."
+        )
+    return text + (
+        f" {few}, but a threshold from so few misses its target beyond the test's "
+        f"uncertainty: it flags {validation['fpr']:.0%} of the test's normal clips. The next "
+        "sections measure how much a threshold from few clips varies."
+    )
+
+
+def held_out_source(kind: str, per_id: int, n_validation: int) -> str:
+    """Where chapter 6's held-out normal clips come from, in words. Chapter 6.
+
+    ``kind`` is ``"unseen"`` (rendered after training, ``per_id`` clips per machine ID),
+    ``"validation"`` or ``"out_of_fold"`` (``n_validation`` clips held out, too few).
+    """
+    sources = {
+        "unseen": f"{plural(per_id, 'normal clip')} per machine ID that the generator rendered "
+        "after training, which no model has seen",
+        "validation": f"the {plural(n_validation, 'validation clip')} that training held out",
+        "out_of_fold": f"out-of-fold scores: only {plural(n_validation, 'clip')} "
+        f"{agree(n_validation, 'was', 'were')} held out, "
+        "too few for a fit, so more models were trained, each scoring the clips it did not see",
+    }
+    if kind not in sources:
+        raise ValueError(
+            f"unknown source of held-out clips {kind!r}; expected one of {list(sources)}"
+        )
+    return sources[kind]
+
+
+def shift_sentence(share_above: float) -> str:
+    """How the test's normal clips score beside the held-out ones, in their bulk. Chapter 6.
+
+    ``share_above``: the share of test normal clips above the held-out clips' median;
+    between 0.42 and 0.58 reads as alike (were the two groups alike, about half).
+    """
+    if 0.42 <= share_above <= 0.58:
+        return "So the test's normal clips score much like the held-out clips."
+    return (
+        f"So in the bulk of their range the test's normal clips score "
+        f"{'higher' if share_above > 0.5 else 'lower'} than the held-out clips. A threshold at "
+        "the 90th percentile depends on the upper tail, though, and there the FPRs above "
+        "compare the two."
+    )
+
+
+def trade_off_sentence(trap: bool, loss_gap: float) -> str:
+    """Whether the losses warned of the trap. Chapter 6.
+
+    ``trap`` from :func:`trap_at_work`; ``loss_gap`` is (validation loss - training loss) /
+    validation loss at the kept epoch, close when within 0.02.
+    """
+    if trap and abs(loss_gap) <= 0.02:
+        return (
+            "Here the two losses are close, and yet the learned clips set the threshold too "
+            "low. The losses average the error over every window of every clip; a threshold at "
+            "the 90th percentile depends on the few clips that score highest, and those are the "
+            "clips whose unusual passages a model learns to reconstruct once it has trained on "
+            "them. The losses give no warning of that; only clips the model never saw show it."
+        )
+    if trap:
+        return (
+            f"Here the validation loss also lies {'clearly above' if loss_gap > 0 else 'below'} "
+            "the training loss; the clip scores show the bias where it matters, in their upper "
+            "tail."
+        )
+    return (
+        "Here the learned clips give a threshold no worse than the held-out clips: with this "
+        "training, the model has not learned its training clips well enough to bias them. "
+        "Longer training can change that."
+    )
+
+
+def f1_floor_sentence(
+    mean_f1: float, mean_flag_all_f1: float, below_floor: Iterable, anomaly_share: float
+) -> str:
+    """How the thresholds' F1 compares with flagging every clip. Chapter 6.
+
+    ``mean_f1`` and ``mean_flag_all_f1`` are the means over IDs as the page shows them;
+    ``below_floor`` the IDs whose F1 falls below their flag-every-clip F1;
+    ``anomaly_share`` the test set's share of anomalous clips.
+    """
+    below_floor = list(below_floor)
+    if mean_f1 <= mean_flag_all_f1:
+        return (
+            "On average the held-out thresholds do no better than flagging every clip: their "
+            "scores do not separate the anomalies well enough for a threshold to pay by F1."
+        )
+    if not below_floor:
+        return "The held-out thresholds beat flagging every clip on every ID."
+    whose = agree(len(below_floor), "that ID's", "those IDs'")
+    return (
+        "The held-out thresholds beat flagging every clip on average, but not everywhere: on "
+        f"{ids_phrase(below_floor)} the threshold's F1 falls below that floor. It passes so "
+        f"many of {whose} anomalies that F1, which weighs a miss like a false alarm, rates it "
+        f"below flagging everything on a test set whose clips are {anomaly_share:.0%} anomalous."
+    )
+
+
+def strict_threshold_check(test_fpr: float, n_normal: int, checks_per_day: int) -> str:
+    """What the test set can say of a threshold meant for one false alarm a day. Chapter 6.
+
+    ``test_fpr`` is its FPR on the test's normal clips, ``n_normal`` the fewest normal
+    test clips of an ID. Above the rule of three's 95 % upper bound (3 / ``n_normal``)
+    the promise is broken; below it, the test set is too small to confirm it.
+    """
+    if test_fpr > 3 / n_normal:
+        return (
+            "The test set shows that this threshold does not keep its promise: it flags far "
+            f"more normal clips than 1 in {checks_per_day:,}. The gamma fitted to the held-out "
+            "clips underestimates how often normal clips score high, and an extrapolation that "
+            "far into its tail cannot be trusted."
+        )
+    return (
+        f"The test set cannot confirm an FPR that small: with {n_normal} normal clips per ID, "
+        "even none flagged is compatible with an FPR of up to about "
+        f"{3 / n_normal:.1%} (the rule of three for a 95 % upper bound), far above 1 in "
+        f"{checks_per_day:,}. Only long recordings of normal operation can check a strict "
+        "threshold."
+    )
+
+
+def cost_extremes_sentence(
+    cost_table, cost_false_alarm: float, prior: float, checks_per_day: int
+) -> str:
+    """The costs of a miss whose least-cost threshold flags (nearly) every clip, or none.
+
+    Chapter 6. ``cost_table`` is :func:`aadlib.decisions.cost_table` output (indexed by
+    the cost of a miss). A threshold that catches every anomaly while flagging at least
+    half the normal checks by the gamma fit counts as flagging every clip; one that
+    catches none, as flagging none. The weights a check gives a miss
+    (``cost_miss * prior``) and a false alarm (``cost_false_alarm * (1 - prior)``), and
+    their ratio, the ROC slope where the cost is least
+    (:func:`aadlib.decisions.cost_slope`), explain the choice.
+    """
+    everything = cost_table[(cost_table["tpr"] == 1) & (cost_table["fpr_gamma"] >= 0.5)].index
+    nothing = cost_table[cost_table["tpr"] == 0].index
+    if len(everything):
+        costs = join((f"a miss cost of {c:,.0f}" for c in everything), "and at")
+        c_miss = everything[-1]
+        row = cost_table.loc[c_miss]
+        miss_weight, alarm_weight = c_miss * prior, cost_false_alarm * (1 - prior)
+        return (
+            f"At {costs} the least-cost threshold sits below the lowest anomalous score of the "
+            "ID: it catches every anomaly and flags most normal clips with them, "
+            + ("" if len(everything) == 1 else f"at a miss cost of {c_miss:,.0f} ")
+            + f"a fraction {row['fpr_gamma']:.2f} of the normal checks by the gamma fit, "
+            f"{row['false_alarms_per_day']:,.0f} false alarms a day out of {checks_per_day:,} "
+            "checks, close to flagging every clip; a monitor that alarms at most checks tells "
+            "the staff little. The cost model says why. Each check weighs a miss by the prior, "
+            f"{c_miss:,.0f} times {prior:.0%}, or {miss_weight:.2f} units, and a false alarm "
+            f"by the share of healthy checks, {cost_false_alarm:.0f} times {1 - prior:.0%}, or "
+            f"{alarm_weight:.2f} units. Lowering the threshold pays as long as the anomalies it "
+            "catches, times the first weight, are worth more than the normal clips it flags, "
+            "times the second: the threshold comes down until the ROC curve's slope falls to "
+            f"their ratio, {alarm_weight / miss_weight:.3f}. With misses that dear the ratio is "
+            "small, and this ID's lowest anomalous scores sit among its normal ones, so "
+            "catching the last anomalies means flagging most normal clips too. Such a choice "
+            "says that the costs, not the threshold, need another look: a fault that lasts "
+            "many checks needs one alarm, not one per check."
+        )
+    if len(nothing):
+        costs = join((f"a miss cost of {c:,.0f}" for c in nothing), "and at")
+        return (
+            f"At {costs} the least-cost threshold flags no clip: a false alarm, weighted by the "
+            "share of healthy checks, outweighs what catching the anomalies saves, weighted by "
+            "the prior, and the cheapest monitor is none."
+        )
+    return "None of these costs leads to a threshold that flags every clip or none."

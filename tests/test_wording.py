@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aadlib import wording
+from aadlib import decisions, wording
 
 
 @pytest.mark.parametrize(
@@ -308,3 +308,134 @@ def test_best_single_sentence_does_not_set_the_dense_ae_beside_itself():
         "the Dense AE has the highest mean AUC over types on this page's data (74.0)."
     )
     assert "against" not in said and not wording.MARKUP.search(said)
+
+
+# Chapter 6's sentences: every branch, since one book build reads only one of them.
+
+
+def _line(fpr, low, high):
+    return {"fpr": fpr, "fpr_low": low, "fpr_high": high}
+
+
+def test_fpr_side_places_the_interval_of_the_measured_fpr_beside_the_target():
+    assert wording.fpr_side(_line(0.2, 0.15, 0.25), 0.1) == "above"
+    assert wording.fpr_side(_line(0.03, 0.01, 0.06), 0.1) == "below"
+    assert wording.fpr_side(_line(0.12, 0.08, 0.16), 0.1) == "within"
+    assert wording.fpr_side(pd.Series(_line(0.2, 0.15, 0.25)), 0.1) == "above"  # a table row
+
+
+def test_trap_verdict_names_the_trap_only_when_the_learned_threshold_flags_too_many():
+    learned, held = _line(0.25, 0.2, 0.3), _line(0.11, 0.08, 0.14)
+    assert wording.trap_at_work(learned, held, 0.1)
+    text = wording.trap_verdict(learned, held, 0.1, "unseen clips")
+    assert "That is the trap at work." in text
+    assert (
+        "For the threshold from the unseen clips, the intended rate lies within its interval"
+        in text
+    )
+    # Above the target but no worse than the held-out threshold: no trap.
+    assert not wording.trap_at_work(learned, _line(0.3, 0.25, 0.35), 0.1)
+    text = wording.trap_verdict(learned, _line(0.3, 0.25, 0.35), 0.1, "unseen clips")
+    assert "trap" not in text and "lies below its interval: the threshold flags more" in text
+    text = wording.trap_verdict(_line(0.02, 0.01, 0.05), _line(0.03, 0.01, 0.06), 0.1, "x")
+    assert text.startswith("The threshold from the learned clips flags fewer")
+    assert "lies above its interval: the threshold flags fewer" in text
+    text = wording.trap_verdict(_line(0.1, 0.07, 0.13), held, 0.1, "x")
+    assert text.startswith("The intended rate lies within the interval")
+
+
+def test_trap_verdict_adds_the_few_validation_clips_either_way():
+    learned, held = _line(0.25, 0.2, 0.3), _line(0.11, 0.08, 0.14)
+    lucky = wording.trap_verdict(learned, held, 0.1, "x", _line(0.09, 0.06, 0.13), 1)
+    assert (
+        "The 1 validation clip that training held out" in lucky
+        and "luck as much as design" in lucky
+    )
+    missed = wording.trap_verdict(learned, held, 0.1, "x", _line(0.31, 0.26, 0.36), 12)
+    assert "12 validation clips" in missed and "it flags 31% of the test's normal clips" in missed
+    for text in (lucky, missed):
+        assert not wording.MARKUP.search(text)
+
+
+def test_held_out_source_says_where_each_kind_of_clip_comes_from():
+    assert wording.held_out_source("unseen", 1, 7).startswith("1 normal clip per machine ID")
+    assert (
+        wording.held_out_source("validation", 20, 7)
+        == "the 7 validation clips that training held out"
+    )
+    assert "only 1 clip was held out" in wording.held_out_source("out_of_fold", 0, 1)
+    assert wording.held_out_source("out_of_fold", 0, 3).startswith(
+        "out-of-fold scores: only 3 clips"
+    )
+    with pytest.raises(ValueError, match="unseen"):
+        wording.held_out_source("test", 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("share", "words"), [(0.5, "much like"), (0.42, "much like"), (0.6, "higher"), (0.3, "lower")]
+)
+def test_shift_sentence_reads_the_share_above_the_held_out_median(share, words):
+    assert words in wording.shift_sentence(share)
+
+
+def test_trade_off_sentence_says_whether_the_losses_warned():
+    assert "give no warning" in wording.trade_off_sentence(True, 0.01)
+    assert "clearly above the training loss" in wording.trade_off_sentence(True, 0.1)
+    assert "also lies below the training loss" in wording.trade_off_sentence(True, -0.1)
+    assert "no worse than the held-out clips" in wording.trade_off_sentence(False, 0.01)
+
+
+def test_f1_floor_sentence_names_the_ids_below_flagging_every_clip():
+    assert "do no better than flagging every clip" in wording.f1_floor_sentence(0.5, 0.5, [], 0.3)
+    assert wording.f1_floor_sentence(0.7, 0.5, [], 0.3).endswith("on every ID.")
+    one = wording.f1_floor_sentence(0.7, 0.5, pd.Series(["2"]), 0.3)
+    assert "on ID 02 the threshold's F1" in one and "that ID's anomalies" in one
+    two = wording.f1_floor_sentence(0.7, 0.5, ["0", "4"], 0.3)
+    assert "those IDs' anomalies" in two and "are 30% anomalous" in two
+
+
+def test_strict_threshold_check_applies_the_rule_of_three():
+    assert "does not keep its promise" in wording.strict_threshold_check(0.05, 100, 8640)
+    text = wording.strict_threshold_check(0.0, 100, 8640)
+    assert "cannot confirm" in text and "up to about 3.0%" in text and "1 in 8,640" in text
+
+
+def _costs(rows):
+    table = pd.DataFrame(rows, columns=["cost_miss", "tpr", "fpr_gamma", "false_alarms_per_day"])
+    return table.set_index("cost_miss")
+
+
+def test_cost_extremes_sentence_explains_a_threshold_that_flags_every_clip():
+    table = _costs([(10.0, 0.5, 0.1, 864.0), (100.0, 1.0, 0.6, 5184.0), (1000.0, 1.0, 0.9, 7776.0)])
+    text = wording.cost_extremes_sentence(table, 1.0, 0.01, 8640)
+    assert text.startswith("At a miss cost of 100 and at a miss cost of 1,000 the least-cost")
+    assert "at a miss cost of 1,000 a fraction 0.90" in text and "7,776 false alarms a day" in text
+    # Each check weighs a miss by 1,000 x 1 % = 10 units and a false alarm by 0.99: ratio 0.099.
+    assert "or 10.00 units" in text and "or 0.99 units" in text and "their ratio, 0.099" in text
+    single = wording.cost_extremes_sentence(table.iloc[:2], 1.0, 0.01, 8640)
+    assert (
+        single.startswith("At a miss cost of 100 the") and "at a miss cost of 100 a" not in single
+    )
+
+
+def test_cost_extremes_sentence_names_the_costs_that_flag_nothing_or_says_none_do():
+    table = _costs([(10.0, 0.0, 0.0, 0.0), (100.0, 0.4, 0.05, 432.0)])
+    assert wording.cost_extremes_sentence(table, 1.0, 0.01, 8640).startswith(
+        "At a miss cost of 10 the least-cost threshold flags no clip"
+    )
+    table = _costs([(10.0, 0.3, 0.02, 173.0), (100.0, 1.0, 0.4, 3456.0)])  # all caught, few flagged
+    assert wording.cost_extremes_sentence(table, 1.0, 0.01, 8640) == (
+        "None of these costs leads to a threshold that flags every clip or none."
+    )
+
+
+def test_cost_extremes_sentence_reads_the_columns_of_a_real_cost_table():
+    rng = np.random.default_rng(0)
+    normal, anomalous = rng.gamma(4.0, 1.0, 300), rng.gamma(4.0, 1.0, 30) + 1.0
+    labels = ["normal"] * 300 + ["anomaly"] * 30
+    table = decisions.cost_table(
+        normal, labels, np.concatenate([normal, anomalous]),
+        cost_misses=(1.0, 1e6), cost_false_alarm=1.0, prior=0.01,
+    )  # fmt: skip
+    assert table.loc[1e6, "tpr"] == 1  # a miss that dear: catch every anomaly
+    assert "a miss cost of 1,000,000" in wording.cost_extremes_sentence(table, 1.0, 0.01, 8640)
