@@ -107,6 +107,7 @@ __all__ = [
     "rank_average",
     "ensembles",
     "ensemble_gains",
+    "gains_by_gap",
     "training_table",
     "learning_statuses",
     "id_classifier_rank",
@@ -1056,6 +1057,27 @@ def ensemble_gains(per_id: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     if not rows:
         raise ValueError("the table holds no ensemble 'a + b' together with both members")
     return pd.DataFrame(rows)
+
+
+def gains_by_gap(gains: pd.DataFrame) -> pd.DataFrame:
+    """Ensembles of close members against ensembles of distant ones. Chapter 7.
+
+    Splits :func:`ensemble_gains` output at the median ``gap``: row ``close`` (members at
+    most the median apart) and row ``far``. Columns ``gap_up_to`` (the median, and the
+    largest gap), ``cases``, ``better_share`` (the share of cases where the ensemble beats
+    its better member) and ``mean_gain``.
+    """
+    split = float(gains["gap"].median())
+    close = gains["gap"] <= split
+    rows = {}
+    for name, part in (("close", gains[close]), ("far", gains[~close])):
+        rows[name] = {
+            "gap_up_to": split if name == "close" else float(part["gap"].max()),
+            "cases": len(part),
+            "better_share": float((part["gain"] > 0).mean()) if len(part) else float("nan"),
+            "mean_gain": float(part["gain"].mean()) if len(part) else float("nan"),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def gaussian_table(fitted: dict) -> pd.DataFrame:

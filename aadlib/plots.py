@@ -677,16 +677,15 @@ def cost_against_threshold(
     return fig, ax
 
 
-def ensemble_gains(gains: pd.DataFrame, split=None, ax=None, figsize=(7, 4), title=None):
+def ensemble_gains(gains: pd.DataFrame, split: float, ax=None, figsize=(7, 4), title=None):
     """What averaging two detectors gains against how far apart they are. Chapter 7.
 
     ``gains`` is :func:`aadlib.detectors.ensemble_gains` output: a point per ensemble and
     machine type, the members' ``gap`` against the ensemble's ``gain`` over its better
-    member. Points whose gap is at most ``split`` (the median gap when not given) take
-    the first colour, the others the second.
+    member. Points whose gap is at most ``split`` (:func:`aadlib.detectors.gains_by_gap`
+    splits at the median) take the first colour, the others the second.
     """
     fig, ax = _axes(ax, figsize)
-    split = gains["gap"].median() if split is None else split
     close, far = gains[gains["gap"] <= split], gains[gains["gap"] > split]
     ax.scatter(close["gap"], close["gain"], s=14, label=f"members within {split:.1f} points")
     ax.scatter(far["gap"], far["gain"], s=14, label="members further apart")

@@ -346,6 +346,17 @@ def test_ensemble_gains_compare_an_ensemble_with_its_better_member():
     assert (gains[["first", "second"]].to_numpy() == ["a", "b"]).all()
 
 
+def test_gains_by_gap_splits_the_ensembles_at_the_median_gap():
+    gains = pd.DataFrame({"gap": [0.5, 1.0, 3.0, 4.0, 8.0], "gain": [1.0, -0.5, 2.0, -1.0, -3.0]})
+    by_gap = detectors.gains_by_gap(gains)
+    assert list(by_gap.index) == ["close", "far"]
+    assert by_gap.loc["close", "gap_up_to"] == 3.0 and by_gap.loc["far", "gap_up_to"] == 8.0
+    assert list(by_gap.cases) == [3, 2]
+    assert by_gap.loc["close", "better_share"] == pytest.approx(2 / 3)
+    assert by_gap.loc["close", "mean_gain"] == pytest.approx(2.5 / 3)
+    assert by_gap.loc["far", "better_share"] == 0 and by_gap.loc["far", "mean_gain"] == -2.0
+
+
 def test_summary_table_shows_intervals_per_type_and_the_mean():
     per_id = _averages({("x", "valve"): 81.25, ("x", "fan"): 70.0, ("y", "fan"): 50.0})
     table = tables.summary_table(per_id, models=["y", "x"])

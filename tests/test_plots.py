@@ -259,9 +259,9 @@ def test_cost_against_threshold_scales_the_cost_and_frames_the_thresholds():
     matplotlib.pyplot.close(fig)
 
 
-def test_ensemble_gains_split_the_points_at_the_median_gap():
+def test_ensemble_gains_colour_the_points_on_either_side_of_the_split():
     gains = pd.DataFrame({"gap": [0.5, 1.0, 4.0, 8.0], "gain": [1.0, 0.5, -1.0, -3.0]})
-    fig, ax = plots.ensemble_gains(gains)
+    fig, ax = plots.ensemble_gains(gains, 2.5)
     close, far = ax.collections
     np.testing.assert_allclose(close.get_offsets(), [[0.5, 1.0], [1.0, 0.5]])
     np.testing.assert_allclose(far.get_offsets(), [[4.0, -1.0], [8.0, -3.0]])
