@@ -54,6 +54,7 @@ __all__ = [
     "f1_floor_sentence",
     "strict_threshold_check",
     "cost_extremes_sentence",
+    "below_random_reason",
 ]
 
 #: What glued text must not contain: markup that the page would show literally (glued
@@ -726,3 +727,41 @@ def cost_extremes_sentence(
             "the prior, and the cheapest monitor is none."
         )
     return "None of these costs leads to a threshold that flags every clip or none."
+
+
+def below_random_reason(row, parts: int = 10) -> str:
+    """Why an explanation method hits less often than random on a kind of anomaly. Chapter 8.
+
+    ``row``: a row of :func:`aadlib.explain.hit_rates` below random, joined with
+    :func:`aadlib.explain.where_methods_point` (split into ``parts`` stretches): ``method``,
+    ``axis``, ``kind``, ``rate``, ``random``, ``n``, ``truth_at_top``, ``truth_at_random``,
+    ``favourite``, ``favourite_share`` and ``relevant_at_favourite``. A method is pulled
+    when at least three times a random share of its top positions falls in one stretch
+    that holds less of the anomaly than random; an anomaly that fills almost the whole
+    axis (random at least 0.9) makes a few misses enough.
+    """
+    share = 1 / parts  # a random explanation's share of top positions in one stretch
+    found = (
+        f"{row['method']} in {row['axis']} on {row['kind'].replace('_', ' ')} clips hits "
+        f"{row['rate']:.0%} of them against {row['random']:.0%} for a random position, and its "
+        "top positions lie where the true difference is "
+        f"{row['truth_at_top']:.0%} of its maximum on average, against "
+        f"{row['truth_at_random']:.0%} for a random one"
+    )
+    if row["favourite_share"] >= 3 * share and row["relevant_at_favourite"] < row["random"]:
+        return found + (
+            f". It is pulled: {row['favourite_share']:.0%} of its top positions fall in the "
+            f"stretch {row['favourite']} (a random explanation would put {share:.0%} there), "
+            f"where only {row['relevant_at_favourite']:.0%} of the positions belong to the "
+            "anomaly"
+        )
+    if row["random"] >= 0.9:
+        misses = row["n"] - round(row["rate"] * row["n"])
+        return found + (
+            f". The anomaly fills almost the whole axis, so "
+            f"{plural(misses, 'miss', 'misses')} in {row['n']} clips "
+            f"{agree(misses, 'suffices', 'suffice')} to fall below "
+            "random; its top positions are not drawn to one place "
+            f"({row['favourite_share']:.0%} in the most frequent of {parts} stretches of the axis)"
+        )
+    return found

@@ -439,3 +439,27 @@ def test_cost_extremes_sentence_reads_the_columns_of_a_real_cost_table():
     )  # fmt: skip
     assert table.loc[1e6, "tpr"] == 1  # a miss that dear: catch every anomaly
     assert "a miss cost of 1,000,000" in wording.cost_extremes_sentence(table, 1.0, 0.01, 8640)
+
+
+def _below(**changes):
+    row = {"method": "Dense AE error", "axis": "frequency", "kind": "extra_tone", "rate": 0.2,
+           "random": 0.4, "n": 10, "truth_at_top": 0.1, "truth_at_random": 0.3,
+           "favourite": "0:6", "favourite_share": 0.6, "relevant_at_favourite": 0.05}  # fmt: skip
+    return pd.Series({**row, **changes})
+
+
+def test_below_random_reason_says_what_pulls_a_method_or_that_the_anomaly_fills_the_axis():
+    pulled = wording.below_random_reason(_below())
+    assert pulled.startswith("Dense AE error in frequency on extra tone clips hits 20% of them")
+    assert "It is pulled: 60% of its top positions fall in the stretch 0:6" in pulled
+    assert "would put 10% there), where only 5% of the positions" in pulled
+    # Spread out (less than three times a random share in one stretch): not pulled.
+    plain = wording.below_random_reason(_below(favourite_share=0.25))
+    assert plain.endswith("against 30% for a random one")
+    # A stretch that holds more of the anomaly than random does not pull either.
+    assert "pulled" not in wording.below_random_reason(_below(relevant_at_favourite=0.5))
+    filling = wording.below_random_reason(_below(random=0.95, rate=0.9, favourite_share=0.25))
+    assert "so 1 miss in 10 clips suffices to fall" in filling
+    assert "(25% in the most frequent of 10 stretches of the axis)" in filling
+    two = wording.below_random_reason(_below(random=0.95, rate=0.8, favourite_share=0.25))
+    assert "so 2 misses in 10 clips suffice to fall" in two and not wording.MARKUP.search(two)
