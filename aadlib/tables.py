@@ -740,11 +740,14 @@ def fold_table(
     test clips: its own normal clips and every anomalous clip (the folds of
     :func:`aadlib.folders.layout_recordings`); clips are known by ``label`` and
     ``index``. The ``average`` row's interval resamples the anomalous clips once for all
-    folds and each fold's normal clips apart, then averages the folds.
+    folds and each fold's normal clips apart, then averages the folds. Models come in
+    Table 2's order, other detectors after; each model's folds in order, then its
+    ``average``.
     """
     pauc_fn = metrics.pauc_function(pauc)
     rows = []
-    for model, part in scores.groupby("model", sort=False):
+    for model in sorted(scores["model"].unique(), key=model_order):  # Table 2's order
+        part = scores[scores["model"] == model]
         folds = sorted(part["fold"].unique())
         areas, partials = _fold_replicates(part, folds, n_boot, _id_seed(seed, model))
         replicates = list(zip(100 * areas, 100 * metrics.standardise(partials, pauc)))

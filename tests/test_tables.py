@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from aadlib import tables
 from aadlib.data import MACHINE_TYPES
 from aadlib.metrics import pauc_dcase
 from aadlib.tables import OVERALL, per_id_table, table2_layout
@@ -112,6 +113,24 @@ def test_per_id_table_with_models():
         alone = per_id_table(scores[scores.model == model].drop(columns="model"))
         np.testing.assert_allclose(part.auc.to_numpy(), alone.auc.to_numpy())
         np.testing.assert_allclose(part.pauc.to_numpy(), alone.pauc.to_numpy())
+
+
+def test_fold_table_lists_models_in_table_2s_order_and_each_average_after_its_folds():
+    rng = np.random.default_rng(0)
+    rows = []
+    for model in ("gmm", "dense", "baseline"):  # out of order, a detector first
+        for fold in (1, 0):
+            for label, index in [("normal", i + 10 * fold) for i in range(6)] + [
+                ("anomaly", i) for i in range(6)
+            ]:
+                score = rng.normal(1.0 if label == "anomaly" else 0.0)
+                rows.append(
+                    {"model": model, "fold": fold, "label": label, "index": index, "score": score}
+                )
+    table = tables.fold_table(pd.DataFrame(rows), n_boot=20)
+    assert list(table.model) == ["baseline"] * 3 + ["dense"] * 3 + ["gmm"] * 3
+    assert list(table.fold) == ["0", "1", "average"] * 3
+    assert (table[table.fold == "average"].n_anomaly == 6).all()
 
 
 def test_table2_layout_shape_and_values():
