@@ -55,6 +55,9 @@ __all__ = [
     "strict_threshold_check",
     "cost_extremes_sentence",
     "below_random_reason",
+    "classifier_status_sentence",
+    "beats_sentence",
+    "clearly_better_phrase",
 ]
 
 #: What glued text must not contain: markup that the page would show literally (glued
@@ -765,3 +768,70 @@ def below_random_reason(row, parts: int = 10) -> str:
             f"({row['favourite_share']:.0%} in the most frequent of {parts} stretches of the axis)"
         )
     return found
+
+
+# Chapter 7: the stronger detectors' training and their differences from the Dense AE.
+
+
+def classifier_status_sentence(id_training) -> str:
+    """Whether every type's ID classifier finished learning, in words. Chapter 7.
+
+    ``id_training`` is :func:`aadlib.detectors.training_table` output, indexed by machine
+    type: ``status``, ``epochs_run``, ``epoch_cap`` and ``best_epoch``.
+    """
+    cap = int(id_training["epoch_cap"].max())
+    improving = list(id_training.index[id_training["status"] != "plateau"])
+    if improving:
+        return (
+            f"The {plural(len(improving), 'classifier')} of {join(improving)} stopped while "
+            f"still improving, at the cap of {cap} epochs: every comparison below that "
+            f"involves {agree(len(improving), 'it', 'them')} reads undecided."
+        )
+    stopped_early = int((id_training["epochs_run"] < id_training["epoch_cap"]).sum())
+    return (
+        "Every type's classifier reached its plateau: early stopping ended "
+        f"{count_of(stopped_early, len(id_training), 'run')} before the cap of {cap} epochs, "
+        f"and the kept epochs lie between {int(id_training['best_epoch'].min())} and "
+        f"{int(id_training['best_epoch'].max())}."
+    )
+
+
+def beats_sentence(counts, best: str, against: str = "dense") -> str:
+    """How the single detector with the highest mean AUC fares against ``against``, per type.
+
+    Chapter 7. ``counts`` is :func:`aadlib.tables.noise_counts` output (indexed by
+    detector, compared with ``against``); ``best`` names the detector as its table row
+    does.
+    """
+    if best == against:
+        return f"The {title(against)} itself has the highest mean AUC of the single detectors here."
+    row, n = counts.loc[best], int(counts.loc[best, "types"])
+    text = (
+        f"Beyond the noise, {best} beats the {title(against)} in "
+        f"{count_of(int(row['better']), n, 'machine type')} and loses to it in "
+        f"{count_of(int(row['worse']), n, 'machine type')}"
+    )
+    if row["undecided"]:
+        text += f"; {plural(int(row['undecided']), 'machine type')} undecided"
+    if row["overall"]:
+        return text + f"; over all types together, its difference is {row['overall']}."
+    return text + "."
+
+
+def clearly_better_phrase(counts) -> str:
+    """The detectors better beyond the noise in at least half of the types. Chapter 7.
+
+    ``counts`` as for :func:`beats_sentence`; ``"none"`` when no detector is, followed by
+    how many cells of the comparison are undecided, where there are any.
+    """
+    clearly = [
+        name for name in counts.index if counts.loc[name, "better"] >= counts.loc[name, "types"] / 2
+    ]
+    words = join(clearly)
+    n_undecided, n_cells = int(counts["undecided"].sum()), int(counts["types"].sum())
+    if n_undecided:
+        words += (
+            f" (undecided in {count_of(n_undecided, n_cells, 'cell')} of the table, where a "
+            "model of the pair stopped before its plateau)"
+        )
+    return words

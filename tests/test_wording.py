@@ -463,3 +463,59 @@ def test_below_random_reason_says_what_pulls_a_method_or_that_the_anomaly_fills_
     assert "(25% in the most frequent of 10 stretches of the axis)" in filling
     two = wording.below_random_reason(_below(random=0.95, rate=0.8, favourite_share=0.25))
     assert "so 2 misses in 10 clips suffice to fall" in two and not wording.MARKUP.search(two)
+
+
+def _id_training(status, epochs_run, best_epoch, cap=30):
+    types = ["fan", "pump", "valve"][: len(status)]
+    return pd.DataFrame(
+        {"status": status, "epochs_run": epochs_run, "best_epoch": best_epoch, "epoch_cap": cap},
+        index=pd.Index(types, name="machine_type"),
+    )
+
+
+def test_classifier_status_sentence_names_the_unfinished_or_counts_the_early_stops():
+    done = wording.classifier_status_sentence(
+        _id_training(["plateau"] * 3, [20, 30, 12], [15, 28, 4])
+    )
+    assert "early stopping ended 2 of the 3 runs before the cap of 30 epochs" in done
+    assert done.endswith("the kept epochs lie between 4 and 28.")
+    one = wording.classifier_status_sentence(
+        _id_training(["plateau", "improving"], [20, 30], [15, 30])
+    )
+    assert one.startswith(
+        "The 1 classifier of pump stopped while still improving, at the cap of 30"
+    )
+    assert "involves it reads undecided" in one
+    two = wording.classifier_status_sentence(_id_training(["improving"] * 2, [30, 30], [30, 29]))
+    assert "The 2 classifiers of fan and pump" in two and "involves them" in two
+
+
+def _noise_counts(rows):
+    columns = ["detector", "better", "worse", "within_noise", "undecided", "types", "overall"]
+    return pd.DataFrame(rows, columns=columns).set_index("detector")
+
+
+def test_beats_sentence_counts_the_types_won_lost_and_undecided():
+    counts = _noise_counts(
+        [("gmm", 4, 1, 1, 0, 6, "better"), ("mahalanobis", 1, 2, 1, 2, 6, "")]
+    )  # fmt: skip
+    assert wording.beats_sentence(counts, "dense").startswith("The Dense AE itself has the highest")
+    assert wording.beats_sentence(counts, "gmm") == (
+        "Beyond the noise, gmm beats the Dense AE in 4 of the 6 machine types and loses to it in "
+        "1 of the 6 machine types; over all types together, its difference is better."
+    )
+    said = wording.beats_sentence(counts, "mahalanobis")
+    assert "loses to it in 2 of the 6 machine types; 2 machine types undecided." in said
+    assert said.endswith("undecided.") and "over all types" not in said
+
+
+def test_clearly_better_phrase_needs_half_the_types_and_counts_undecided_cells():
+    counts = _noise_counts(
+        [("gmm", 3, 1, 2, 0, 6, ""), ("mahalanobis", 2, 0, 4, 0, 6, ""), ("x", 6, 0, 0, 0, 6, "")]
+    )  # fmt: skip
+    assert wording.clearly_better_phrase(counts) == "gmm and x"
+    counts.loc["mahalanobis", "undecided"] = 1
+    assert wording.clearly_better_phrase(counts.drop(index=["gmm", "x"])) == (
+        "none (undecided in 1 of the 6 cells of the table, where a model of the pair stopped "
+        "before its plateau)"
+    )
