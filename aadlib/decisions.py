@@ -67,6 +67,7 @@ __all__ = [
     "cost_slope",
     "cost_references",
     "cost_table",
+    "alarm_budget_table",
     "fit_thresholds",
     "decide",
     "decision_table",
@@ -1015,3 +1016,53 @@ def threshold_spread(
             }
         )
     return pd.DataFrame(rows)
+
+
+def alarm_budget_table(
+    reference: pd.DataFrame,
+    test: pd.DataFrame,
+    alarms_per_day=(864, 100, 10, 1),
+    *,
+    per: str = "id",
+    seconds_between_checks: float = SECONDS_BETWEEN_CHECKS,
+) -> pd.DataFrame:
+    """What a threshold set for a number of false alarms a day does on the test. Chapter 6.
+
+    For each of ``alarms_per_day``, :func:`fit_thresholds` puts each ID's threshold where
+    the gamma fitted to its ``reference`` scores leaves the allowed FPR
+    (:func:`fpr_for_alarms_per_day`) above it, and :func:`decision_table` judges the
+    ``test`` clips against it. The last two rows are :func:`reference_table`'s lines
+    (:data:`FLAG_ALL`, :data:`HINDSIGHT`), which allow nothing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``alarms_per_day`` (then the two reference lines): ``fpr_allowed``,
+        ``mean_threshold`` (over IDs), ``test_fpr`` and ``test_tpr`` (means over IDs)
+        and ``test_false_alarms_per_day`` at that test FPR.
+    """
+    rows = []
+
+    def judged(decisions: pd.DataFrame) -> dict:
+        fpr = float(decisions["fpr"].mean())
+        alarms = float(false_alarms_per_day(fpr, seconds_between_checks))
+        return {
+            "test_fpr": fpr,
+            "test_tpr": float(decisions["tpr"].mean()),
+            "test_false_alarms_per_day": alarms,
+        }
+
+    for per_day in alarms_per_day:
+        allowed = float(fpr_for_alarms_per_day(per_day, seconds_between_checks))
+        thresholds = fit_thresholds(reference, quantile=1 - allowed, per=per, machines=test)
+        rows.append(
+            {
+                "alarms_per_day": per_day,
+                "fpr_allowed": allowed,
+                "mean_threshold": thresholds["threshold"].mean(),
+            }
+            | judged(decision_table(test, thresholds))
+        )
+    for decision, part in reference_table(test).groupby("decision", sort=False):
+        rows.append({"alarms_per_day": decision} | judged(part))
+    return pd.DataFrame(rows).set_index("alarms_per_day")

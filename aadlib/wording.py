@@ -141,7 +141,7 @@ def agree(n: int, singular: str, plural_form: str) -> str:
 
 
 def join(items: Iterable, conjunction: str = "and", empty: str = "none") -> str:
-    """``"a"``, ``"a and b"``, ``"a, b and c"``; ``empty`` for nothing. Chapters 1 to 9."""
+    """``"a"``, ``"a and b"``, ``"a, b and c"``; ``empty`` for nothing. Chapters 1 to 10."""
     words = [str(item) for item in items]
     if not words:
         return empty
@@ -459,7 +459,9 @@ DETECTOR_TITLES: dict[str, str] = {}
 
 
 def title(name: str) -> str:
-    """How prose names a model or detector score: ``"Dense AE"``, ``"ID classifier"``. Chapter 7.
+    """How prose names a model or detector score: ``"Dense AE"``, ``"ID classifier"``.
+
+    Chapters 7, 10.
 
     Autoencoders by their :data:`aadlib.paper.MODELS` title, detectors by
     :data:`DETECTOR_TITLES`; any other name (an ensemble) as it is.

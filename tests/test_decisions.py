@@ -309,6 +309,36 @@ def test_cost_table_counts_each_cost_of_a_miss_by_hand():
         )
 
 
+def test_alarm_budget_table_sets_each_ids_threshold_from_its_gamma_and_counts_the_test():
+    test = labelled_scores()
+    reference = pd.DataFrame({"machine_type": "fan", "machine_id": np.repeat([0, 2], 40)}).assign(
+        score=np.concatenate([gamma_sample(40, seed=5), gamma_sample(40, seed=6) * 1.2])
+    )
+    table = decisions.alarm_budget_table(reference, test, (864, 10))
+    assert list(table.index) == [864, 10, decisions.FLAG_ALL, decisions.HINDSIGHT]
+    assert table.fpr_allowed[864] == pytest.approx(0.1) and table.fpr_allowed[10] == pytest.approx(
+        10 / 8640
+    )
+    for per_day in (864, 10):  # by hand: each ID's gamma quantile, then the shares above it
+        fprs, tprs, thresholds = [], [], []
+        for machine_id in (0, 2):
+            own = reference[reference.machine_id == machine_id].score
+            threshold = decisions.gamma_threshold(own, 1 - per_day / 8640)
+            clips = test[test.machine_id == machine_id]
+            flagged = clips.score > threshold
+            fprs.append(flagged[clips.label == "normal"].mean())
+            tprs.append(flagged[clips.label == "anomaly"].mean())
+            thresholds.append(threshold)
+        assert table.mean_threshold[per_day] == pytest.approx(np.mean(thresholds))
+        assert table.test_fpr[per_day] == pytest.approx(np.mean(fprs))
+        assert table.test_tpr[per_day] == pytest.approx(np.mean(tprs))
+        assert table.test_false_alarms_per_day[per_day] == pytest.approx(np.mean(fprs) * 8640)
+    assert table.mean_threshold[10] > table.mean_threshold[864]  # fewer alarms, higher threshold
+    flag_all = table.loc[decisions.FLAG_ALL]
+    assert flag_all.test_fpr == 1 and flag_all.test_tpr == 1 and pd.isna(flag_all.mean_threshold)
+    assert flag_all.test_false_alarms_per_day == pytest.approx(8640)
+
+
 def test_false_alarms_per_day_of_a_machine_checked_every_ten_seconds():
     assert decisions.false_alarms_per_day(0.1) == pytest.approx(864.0)  # 8640 checks a day
     assert decisions.false_alarms_per_day(0.01, seconds_between_checks=60) == pytest.approx(14.4)
