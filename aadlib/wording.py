@@ -377,6 +377,11 @@ def by_type_sentence(
     return text
 
 
+def _significant(x: float, digits: int = 2) -> str:
+    """``x`` to ``digits`` significant digits, never in scientific notation: 0.099, 0.000099."""
+    return np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
+
+
 def _percent(x: float) -> str:
     return f"{100 * x:.0f} %"
 
@@ -718,11 +723,11 @@ def cost_extremes_sentence(
             f"{alarm_weight:.2f} units. Lowering the threshold pays as long as the anomalies it "
             "catches, times the first weight, are worth more than the normal clips it flags, "
             "times the second: the threshold comes down until the ROC curve's slope falls to "
-            f"their ratio, {alarm_weight / miss_weight:.3f}. With misses that dear the ratio is "
-            "small, and this ID's lowest anomalous scores sit among its normal ones, so "
-            "catching the last anomalies means flagging most normal clips too. Such a choice "
-            "says that the costs, not the threshold, need another look: a fault that lasts "
-            "many checks needs one alarm, not one per check."
+            f"their ratio, {_significant(alarm_weight / miss_weight)}. With misses that dear "
+            "the ratio is small, and this ID's lowest anomalous scores sit among its normal "
+            "ones, so catching the last anomalies means flagging most normal clips too. Such a "
+            "choice says that the costs, not the threshold, need another look: a fault that "
+            "lasts many checks needs one alarm, not one per check."
         )
     if len(nothing):
         costs = join((f"a miss cost of {c:,.0f}" for c in nothing), "and at")

@@ -438,7 +438,11 @@ def test_cost_extremes_sentence_reads_the_columns_of_a_real_cost_table():
         cost_misses=(1.0, 1e6), cost_false_alarm=1.0, prior=0.01,
     )  # fmt: skip
     assert table.loc[1e6, "tpr"] == 1  # a miss that dear: catch every anomaly
-    assert "a miss cost of 1,000,000" in wording.cost_extremes_sentence(table, 1.0, 0.01, 8640)
+    said = wording.cost_extremes_sentence(table, 1.0, 0.01, 8640)
+    assert "a miss cost of 1,000,000" in said
+    # The ratio of the two weights is where decisions puts the least cost on the ROC curve.
+    assert decisions.cost_slope(1.0, 1e6, 0.01) == pytest.approx(0.000099)
+    assert "their ratio, 0.000099." in said
 
 
 def _below(**changes):
