@@ -58,6 +58,9 @@ __all__ = [
     "classifier_status_sentence",
     "beats_sentence",
     "clearly_better_phrase",
+    "modulation_sentence",
+    "steady_sentence",
+    "filling_phrase",
 ]
 
 #: What glued text must not contain: markup that the page would show literally (glued
@@ -842,3 +845,60 @@ def clearly_better_phrase(counts) -> str:
             "model of the pair stopped before its plateau)"
         )
     return words
+
+
+# Chapter 8: how much of each axis an anomaly fills.
+
+
+def _kind(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def modulation_sentence(share) -> str:
+    """How much of the mel axis amplitude modulation fills, beside the other kinds. Chapter 8.
+
+    ``share`` is :func:`aadlib.explain.relevant_shares` output: one row per kind, one
+    column per axis, the mean share of positions at least half the maximum difference.
+    """
+    if "amplitude_modulation" not in share.index:
+        return "the sample holds no amplitude-modulated clip."
+    am = share.loc["amplitude_modulation", "frequency"]
+    others = share.drop(index="amplitude_modulation")["frequency"]
+    text = f"on amplitude-modulated clips, {am:.0%} of the mel bins meet the criterion on average"
+    if len(others):
+        low, high = f"{others.min():.0%}", f"{others.max():.0%}"
+        text += f", against {low if low == high else f'{low} to {high}'} for the other kinds"
+    if am >= 0.9:
+        return text + (
+            ". Almost every bin is part of the anomaly: any explanation hits, and a hit says "
+            "nothing."
+        )
+    return text + f". A random bin hits {am:.0%} of the time."
+
+
+def steady_sentence(share) -> str:
+    """How much of the time axis the steady kinds fill (a tone, a background, knocks). Chapter 8.
+
+    ``share`` as for :func:`modulation_sentence`.
+    """
+    steady = [k for k in ("extra_tone", "noise_change", "knocks") if k in share.index]
+    parts = [f"{share.loc[k, 'time']:.0%} of the frames of {_kind(k)} clips" for k in steady]
+    return "On average, the criterion holds for " + join(parts, empty="no clip") + "."
+
+
+def filling_phrase(share, at_least: float = 0.9) -> str:
+    """The kinds that fill an axis: no explanation can locate them there. Chapter 8.
+
+    ``share`` as for :func:`modulation_sentence`; a kind fills an axis when at least
+    ``at_least`` of its positions count as the anomaly on average.
+    """
+    filling = [
+        f"{_kind(kind)} in {axis}"
+        for axis in share.columns
+        for kind in share.index
+        if share.loc[kind, axis] >= at_least
+    ]
+    return (
+        join(filling, empty="none of the kinds here")
+        + f" (at least {100 * at_least:.0f} % of the positions on average)."
+    )

@@ -523,3 +523,41 @@ def test_clearly_better_phrase_needs_half_the_types_and_counts_undecided_cells()
         "none (undecided in 1 of the 6 cells of the table, where a model of the pair stopped "
         "before its plateau)"
     )
+
+
+def _shares(rows):
+    return pd.DataFrame(rows, index=["frequency", "time"]).T.rename_axis("kind")
+
+
+def test_modulation_sentence_sets_the_modulated_clips_beside_the_other_kinds():
+    share = _shares(
+        {"amplitude_modulation": [0.95, 0.4], "knocks": [0.3, 0.05], "extra_tone": [0.1, 1.0]}
+    )
+    said = wording.modulation_sentence(share)
+    assert said.startswith("on amplitude-modulated clips, 95% of the mel bins")
+    assert "against 10% to 30% for the other kinds" in said and said.endswith("a hit says nothing.")
+    said = wording.modulation_sentence(share.assign(frequency=[0.5, 0.3, 0.3]))
+    assert "against 30% for the other kinds" in said and said.endswith(
+        "A random bin hits 50% of the time."
+    )
+    alone = wording.modulation_sentence(share.loc[["amplitude_modulation"]])
+    assert "other kinds" not in alone
+    assert wording.modulation_sentence(share.drop(index="amplitude_modulation")) == (
+        "the sample holds no amplitude-modulated clip."
+    )
+
+
+def test_steady_and_filling_sentences_name_the_kinds_by_their_shares():
+    share = _shares(
+        {"amplitude_modulation": [0.95, 0.4], "knocks": [0.3, 0.05], "extra_tone": [0.1, 1.0]}
+    )
+    assert wording.steady_sentence(share) == (
+        "On average, the criterion holds for 100% of the frames of extra tone clips and 5% of the "
+        "frames of knocks clips."
+    )
+    assert wording.steady_sentence(share.loc[["amplitude_modulation"]]).endswith("for no clip.")
+    assert wording.filling_phrase(share) == (
+        "amplitude modulation in frequency and extra tone in time (at least 90 % of the "
+        "positions on average)."
+    )
+    assert wording.filling_phrase(share, at_least=1.01).startswith("none of the kinds here")
