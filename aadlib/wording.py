@@ -61,6 +61,7 @@ __all__ = [
     "modulation_sentence",
     "steady_sentence",
     "filling_phrase",
+    "seed_spread_sentence",
 ]
 
 #: What glued text must not contain: markup that the page would show literally (glued
@@ -902,3 +903,30 @@ def filling_phrase(share, at_least: float = 0.9) -> str:
         join(filling, empty="none of the kinds here")
         + f" (at least {100 * at_least:.0f} % of the positions on average)."
     )
+
+
+# Chapter 5: the seed's share of a result.
+
+
+def seed_spread_sentence(spread, runs_elsewhere: dict, elsewhere: str = "quick") -> str:
+    """How far the training seed moved a type's average AUC, in words. Chapter 5.
+
+    ``spread`` is :func:`aadlib.tables.seed_spread` output. Where it is empty (one run
+    per model), the sentence says which models the ``elsewhere`` profile trains more than
+    once: ``runs_elsewhere`` maps model kinds to their runs there.
+    """
+    if len(spread):
+        widest = spread.loc[spread["spread"].idxmax()]
+        low, high = spread["spread"].min(), spread["spread"].max()
+        return (
+            f"Between runs with different seeds, a type's average AUC moved by {low:.1f} to "
+            f"{high:.1f} points (the most: the {title(widest['model'])} on "
+            f"{widest['machine_type']}). A single run could have landed anywhere in that "
+            "range, which is why the intervals above resample the runs: between two models "
+            f"trained once, a difference of {high:.1f} points could be the seed's alone."
+        )
+    repeated = [f"the {title(kind)} {n} times" for kind, n in runs_elsewhere.items() if n > 1]
+    text = "With one run per model, this page cannot show how far the seed moves a result"
+    if not repeated:
+        return text + "."
+    return text + f"; the {elsewhere} profile trains {join(repeated)}."

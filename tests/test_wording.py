@@ -561,3 +561,17 @@ def test_steady_and_filling_sentences_name_the_kinds_by_their_shares():
         "positions on average)."
     )
     assert wording.filling_phrase(share, at_least=1.01).startswith("none of the kinds here")
+
+
+def test_seed_spread_sentence_reads_the_spread_or_names_the_models_run_more_than_once():
+    spread = pd.DataFrame(
+        {"model": ["dense", "baseline"], "machine_type": ["fan", "pump"], "spread": [1.25, 4.0]}
+    )
+    said = wording.seed_spread_sentence(spread, {})
+    assert "moved by 1.2 to 4.0 points (the most: the DCASE 2020 baseline on pump)" in said
+    assert said.endswith("a difference of 4.0 points could be the seed's alone.")
+    empty = spread.iloc[:0]
+    assert wording.seed_spread_sentence(empty, {"baseline": 3, "dense": 2, "cnn": 1}).endswith(
+        "; the quick profile trains the DCASE 2020 baseline 3 times and the Dense AE 2 times."
+    )
+    assert wording.seed_spread_sentence(empty, {"cnn": 1}).endswith("moves a result.")
