@@ -1074,8 +1074,8 @@ def gains_by_gap(gains: pd.DataFrame) -> pd.DataFrame:
         rows[name] = {
             "gap_up_to": split if name == "close" else float(part["gap"].max()),
             "cases": len(part),
-            "better_share": float((part["gain"] > 0).mean()) if len(part) else float("nan"),
-            "mean_gain": float(part["gain"].mean()) if len(part) else float("nan"),
+            "better_share": float((part["gain"] > 0).mean()),  # NaN for no case
+            "mean_gain": float(part["gain"].mean()),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
 

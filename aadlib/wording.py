@@ -386,6 +386,11 @@ def _significant(x: float, digits: int = 2) -> str:
     return np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
 
 
+def _kind(name: str) -> str:
+    """An anomaly kind as prose names it: ``extra_tone`` -> ``extra tone``."""
+    return name.replace("_", " ")
+
+
 def _percent(x: float) -> str:
     return f"{100 * x:.0f} %"
 
@@ -756,7 +761,7 @@ def below_random_reason(row, parts: int = 10) -> str:
     """
     share = 1 / parts  # a random explanation's share of top positions in one stretch
     found = (
-        f"{row['method']} in {row['axis']} on {row['kind'].replace('_', ' ')} clips hits "
+        f"{row['method']} in {row['axis']} on {_kind(row['kind'])} clips hits "
         f"{row['rate']:.0%} of them against {row['random']:.0%} for a random position, and its "
         "top positions lie where the true difference is "
         f"{row['truth_at_top']:.0%} of its maximum on average, against "
@@ -849,10 +854,6 @@ def clearly_better_phrase(counts) -> str:
 
 
 # Chapter 8: how much of each axis an anomaly fills.
-
-
-def _kind(name: str) -> str:
-    return name.replace("_", " ")
 
 
 def modulation_sentence(share) -> str:
